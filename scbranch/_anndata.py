@@ -1,0 +1,118 @@
+"""AnnData validation and access. Everything here reads; nothing writes to the user's AnnData.
+
+``tl`` functions call these first and write their results only at the very end, so any error leaves the
+user's AnnData exactly as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from . import _logging as logg
+
+InputKind = Literal["counts", "lognorm"]
+
+
+def get_matrix(adata: ad.AnnData, *, layer: str | None = None, use_raw: bool = False):
+    """The expression matrix and its var_names, from ``.X``, a layer, or ``.raw``."""
+    if layer is not None and use_raw:
+        msg = "pass either layer= or use_raw=True, not both"
+        raise ValueError(msg)
+    if use_raw:
+        if adata.raw is None:
+            msg = "use_raw=True but adata.raw is None"
+            raise ValueError(msg)
+        return adata.raw.X, pd.Index(adata.raw.var_names)
+    if layer is not None:
+        if layer not in adata.layers:
+            msg = f"layer {layer!r} not in adata.layers; available: {list(adata.layers)}"
+            raise KeyError(msg)
+        return adata.layers[layer], pd.Index(adata.var_names)
+    return adata.X, pd.Index(adata.var_names)
+
+
+def _values(X) -> np.ndarray:
+    return X.data if sparse.issparse(X) else np.asarray(X)
+
+
+def check_expression(X, *, expected: InputKind | Literal["auto"] = "auto", where: str = "X") -> InputKind:
+    """Validate an expression matrix and say whether it holds counts or log-normalized values."""
+    if X is None or X.shape[1] == 0:
+        msg = f"{where} is empty"
+        raise ValueError(msg)
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        msg = f"{where} must be numeric; got dtype {X.dtype}"
+        raise TypeError(msg)
+    vals = _values(X)
+    if vals.size and not np.isfinite(vals).all():
+        n_bad = int((~np.isfinite(vals)).sum())
+        msg = f"{where} holds {n_bad} NaN/inf values; scbranch needs finite counts or log-normalized expression"
+        raise ValueError(msg)
+    if vals.size and vals.min() < 0:
+        msg = (
+            f"{where} holds negative values (min {vals.min():.3g}), e.g. scaled data; scbranch needs raw counts "
+            "or log-normalized expression: pass use_raw=True or layer='counts'"
+        )
+        raise ValueError(msg)
+    is_integer = bool(np.all(np.equal(np.mod(vals[: 10**6], 1), 0)))
+    kind: InputKind = "counts" if is_integer and vals.size and vals.max() > 0 else "lognorm"
+    if expected != "auto" and expected != kind:
+        if expected == "counts":
+            msg = f"{where} was expected to hold counts but holds non-integer values"
+            raise ValueError(msg)
+        kind = expected  # integer log-normalized values are odd but legal when the user says so
+    logg.info(f"    {where} looks like {'raw counts' if kind == 'counts' else 'log-normalized expression'}")
+    return kind
+
+
+def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
+    """Dense float32 log-normalized expression (counts are library-size normalized to ``target_sum``)."""
+    X = X.toarray() if sparse.issparse(X) else np.asarray(X)
+    X = X.astype(np.float32, copy=True)
+    if kind == "counts":
+        lib = X.sum(1, keepdims=True)
+        lib[lib == 0] = 1
+        X = np.log1p(X / lib * target_sum)
+    return X
+
+
+def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small: bool) -> tuple[pd.Series, list[str]]:
+    """Labels as strings (index = obs_names) and the list of types kept (sorted by size, largest first)."""
+    if not isinstance(groupby, str) or groupby not in adata.obs.columns:
+        cats = [c for c in adata.obs.columns if not pd.api.types.is_numeric_dtype(adata.obs[c])]
+        msg = f"groupby={groupby!r} is not a column of adata.obs; categorical columns: {cats}"
+        raise KeyError(msg)
+    col = adata.obs[groupby]
+    if col.isna().any():
+        msg = f"{int(col.isna().sum())} cells have no label in adata.obs[{groupby!r}]; subset them out first"
+        raise ValueError(msg)
+    labels = col.astype(str)
+    counts = labels.value_counts()
+    small = counts[counts < min_cells]
+    if len(small) and not drop_small:
+        listing = ", ".join(f"{k!r} ({v} cells)" for k, v in small.items())
+        msg = f"cell types with fewer than min_cells={min_cells} cells: {listing}; pass drop_small=True to skip them"
+        raise ValueError(msg)
+    if len(small):
+        logg.warning(f"dropping {len(small)} cell types with < {min_cells} cells: {list(small.index)}")
+    kept = [str(k) for k in counts.index if counts[k] >= min_cells]
+    if len(kept) < 2:
+        msg = f"need at least 2 cell types with >= {min_cells} cells in adata.obs[{groupby!r}]; found {len(kept)}"
+        raise ValueError(msg)
+    return labels, kept
+
+
+def to_h5ad_safe(obj):
+    """Make a nested params dict writable to .h5ad (no None, tuples → lists)."""
+    if isinstance(obj, dict):
+        return {str(k): to_h5ad_safe(v) for k, v in obj.items()}
+    if obj is None:
+        return "None"
+    if isinstance(obj, tuple | list):
+        return [to_h5ad_safe(v) for v in obj]
+    return obj

@@ -1,0 +1,28 @@
+"""Timed logging in scanpy's style (``start = info("running …")`` … ``info("    finished", time=start)``)."""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+
+logger = logging.getLogger("scbranch")
+if not logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def info(msg: str, *, time: float | None = None, deep: str | None = None) -> float:
+    now = _time.perf_counter()
+    if time is not None:
+        msg = f"{msg} ({now - time:.1f}s)"
+    if deep:
+        msg = f"{msg}\n    {deep}"
+    logger.info(msg)
+    return now
+
+
+def warning(msg: str) -> None:
+    logger.warning(f"WARNING: {msg}")

@@ -1,0 +1,247 @@
+"""The one hierarchy type: a rooted tree whose leaves are cell types and whose internal nodes carry branch times.
+
+A node's *time* is the diffusion time at which its children's noised distributions become indistinguishable
+(leaves: 0). Times never increase from root to leaf. Every node owns one *branch*, the time interval
+[node.time, parent.time) (root: [root.time, 1]) times the set of types below it; the network learns one
+score function per branch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import ete3
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Node:
+    name: str
+    children: list[Node] = field(default_factory=list)
+    time: float | None = None  # branch time; None until calibrated from data
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children
+
+    def traverse(self, order: str = "pre") -> Iterator[Node]:
+        if order == "pre":
+            yield self
+        for child in self.children:
+            yield from child.traverse(order)
+        if order == "post":
+            yield self
+
+    def leaves(self) -> list[str]:
+        return [n.name for n in self.traverse() if n.is_leaf]
+
+
+class Hierarchy:
+    """A cell-type tree. Build it with :meth:`from_newick`, :meth:`from_dict` or from data (:func:`from_data`)."""
+
+    def __init__(self, root: Node):
+        root = _collapse_unary(root)
+        names = [n.name for n in root.traverse()]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            msg = f"node names must be unique in a hierarchy; repeated: {dup}"
+            raise ValueError(msg)
+        for node in root.traverse():
+            if node.is_leaf:
+                node.time = 0.0
+        self.root = root
+
+    # ---- properties -------------------------------------------------------------------------------------------
+    @property
+    def leaves(self) -> list[str]:
+        return self.root.leaves()
+
+    @property
+    def internal_nodes(self) -> list[Node]:
+        return [n for n in self.root.traverse() if not n.is_leaf]
+
+    @property
+    def has_times(self) -> bool:
+        return all(n.time is not None for n in self.root.traverse())
+
+    def node(self, name: str) -> Node:
+        for n in self.root.traverse():
+            if n.name == name:
+                return n
+        msg = f"no node named {name!r} in the hierarchy"
+        raise KeyError(msg)
+
+    def __repr__(self) -> str:
+        return f"Hierarchy({len(self.leaves)} types, {len(self.internal_nodes)} internal nodes): {self.to_newick()}"
+
+    # ---- readers ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_newick(cls, newick: str | os.PathLike) -> Hierarchy:
+        """Read a Newick string or file (ete3). Branch lengths, if all given, are read as branch times
+        (the tree must then be ultrametric: a node's time is its distance to its leaves)."""
+        text = str(newick)
+        if os.path.exists(text):
+            with open(text) as fh:
+                text = fh.read().strip()
+        try:
+            tree = ete3.Tree(text, format=1, quoted_node_names=True)
+        except Exception as err:  # ete3 raises its own NewickError; re-raise with the input for context
+            msg = f"could not parse Newick {text[:80]!r}: {err}"
+            raise ValueError(msg) from err
+        has_lengths = ":" in text
+        counter = iter(range(10**9))
+
+        def convert(t) -> Node:
+            name = t.name or (f"n{next(counter)}" if t.children else "")
+            if not name:
+                msg = "every leaf of a Newick hierarchy needs a name (the cell type)"
+                raise ValueError(msg)
+            node = Node(name, [convert(c) for c in t.children])
+            if has_lengths and t.children:
+                node.time = float(t.get_distance(t.get_leaves()[0]))
+            return node
+
+        return cls(convert(tree))
+
+    @classmethod
+    def from_dict(cls, tree: Mapping, root_name: str = "root") -> Hierarchy:
+        """Read a nested dict: ``{"lymphoid": {"T": ["CD4 T", "CD8 T"], "B": None}, "myeloid": [...]}``.
+
+        A value is a dict (an internal node), a list/tuple of leaves (names or dicts), or ``None`` (a leaf).
+        """
+
+        def convert(name: str, value) -> Node:
+            if value is None:
+                return Node(str(name))
+            if isinstance(value, Mapping):
+                return Node(str(name), [convert(k, v) for k, v in value.items()])
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                kids = []
+                for item in value:
+                    if isinstance(item, Mapping):
+                        kids.extend(convert(k, v) for k, v in item.items())
+                    else:
+                        kids.append(Node(str(item)))
+                return Node(str(name), kids)
+            msg = f"cannot read hierarchy entry {name!r}: {value!r} (use a dict, a list of names, or None)"
+            raise TypeError(msg)
+
+        return cls(convert(root_name, dict(tree)))
+
+    # ---- writers ----------------------------------------------------------------------------------------------
+    def to_newick(self) -> str:
+        """Newick with quoted names and branch times as lengths (parent time - child time), if calibrated."""
+        timed = self.has_times
+
+        def fmt(node: Node, parent_time: float | None) -> str:
+            name = '"' + node.name.replace('"', "'") + '"'
+            inner = "(" + ",".join(fmt(c, node.time) for c in node.children) + ")" if node.children else ""
+            length = f":{parent_time - node.time:.10g}" if timed and parent_time is not None else ""
+            return inner + name + length
+
+        return fmt(self.root, None) + ";"
+
+    def to_table(self) -> pd.DataFrame:
+        """Tidy parent/child table: one row per node (root's parent is empty) with its branch time."""
+        rows = [(self.root.name, "", self.root.time)]
+        for node in self.root.traverse():
+            rows.extend((c.name, node.name, c.time) for c in node.children)
+        return pd.DataFrame(rows, columns=["node", "parent", "time"])
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, *, child: str = "node", parent: str = "parent",
+                   time: str | None = "time") -> Hierarchy:
+        """Read a parent/child table (any two columns). A row with an empty/NaN parent, or a parent that is
+        never a child, is a root; several roots get a common root ``"root"``. ``time`` is optional."""
+        missing = [c for c in (child, parent) if c not in table.columns]
+        if missing:
+            msg = f"columns {missing} not in the table; it has {list(table.columns)}"
+            raise KeyError(msg)
+        use_time = time is not None and time in table.columns
+        nodes: dict[str, Node] = {}
+        parent_of: dict[str, str] = {}
+        for row in table.itertuples(index=False):
+            c, p = str(getattr(row, child)), getattr(row, parent)
+            t = getattr(row, time) if use_time else None
+            nodes.setdefault(c, Node(c))
+            if use_time and t is not None and not pd.isna(t):
+                nodes[c].time = float(t)
+            if p is not None and not pd.isna(p) and str(p) != "":
+                p = str(p)
+                if c in parent_of and parent_of[c] != p:
+                    msg = f"node {c!r} has two parents ({parent_of[c]!r}, {p!r}); a hierarchy must be a tree"
+                    raise ValueError(msg)
+                parent_of[c] = p
+                nodes.setdefault(p, Node(p))
+        for c, p in parent_of.items():
+            nodes[p].children.append(nodes[c])
+        roots = [n for name, n in nodes.items() if name not in parent_of]
+        if not roots:
+            msg = "the table has a cycle: no node without a parent"
+            raise ValueError(msg)
+        root = roots[0] if len(roots) == 1 else Node("root", roots)
+        return cls(root)
+
+    def to_dict(self) -> dict:
+        def conv(node: Node):
+            return None if node.is_leaf else {c.name: conv(c) for c in node.children}
+
+        return {c.name: conv(c) for c in self.root.children}
+
+    def copy(self) -> Hierarchy:
+        return Hierarchy(_copy(self.root))
+
+    # ---- restructuring ------------------------------------------------------------------------------------------
+    def prune(self, types: Sequence[str]) -> Hierarchy:
+        """Keep only the leaves in ``types`` (all must be present), collapsing nodes left with one child."""
+        missing = sorted(set(types) - set(self.leaves))
+        if missing:
+            msg = f"cell types not in the hierarchy's leaves: {missing}; its leaves are {self.leaves}"
+            raise ValueError(msg)
+        keep = set(types)
+
+        def walk(node: Node) -> Node | None:
+            if node.is_leaf:
+                return Node(node.name, time=0.0) if node.name in keep else None
+            kids = [k for k in (walk(c) for c in node.children) if k is not None]
+            return Node(node.name, kids, node.time) if kids else None
+
+        return Hierarchy(walk(self.root))
+
+    # ---- branches ---------------------------------------------------------------------------------------------
+    def branches(self) -> pd.DataFrame:
+        """One row per branch with positive length: id, node, t_start, t_end, the types it holds."""
+        if not self.has_times:
+            msg = "the hierarchy has no branch times yet; calibrate them from data first"
+            raise ValueError(msg)
+        rows = []
+
+        def walk(node: Node, t_end: float):
+            if t_end - node.time > 1e-9:
+                rows.append((node.name, float(node.time), float(t_end), node.leaves()))
+            for c in node.children:
+                walk(c, node.time)
+
+        walk(self.root, 1.0)
+        df = pd.DataFrame(rows, columns=["node", "t_start", "t_end", "cell_types"])
+        df.insert(0, "branch", np.arange(len(df)))
+        return df
+
+    def type_paths(self, types: Sequence[str]) -> list[list[tuple[int, float]]]:
+        """For each type (in ``types`` order) its branches from leaf to root as (branch id, t_start)."""
+        df = self.branches()
+        return [[(int(r.branch), float(r.t_start)) for r in df.itertuples() if ty in r.cell_types] for ty in types]
+
+
+def _copy(node: Node) -> Node:
+    return Node(node.name, [_copy(c) for c in node.children], node.time)
+
+
+def _collapse_unary(node: Node) -> Node:
+    """Replace internal nodes that have a single child by that child (they add no branch point)."""
+    while len(node.children) == 1:
+        node = node.children[0]
+    return Node(node.name, [_collapse_unary(c) for c in node.children], node.time)

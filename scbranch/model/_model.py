@@ -1,0 +1,180 @@
+"""BranchedDiffusion: the AnnData-aware model over the pure-torch module (scvi-tools' model/module split).
+
+It owns what ties the module to a dataset — which obs column, which matrix, the representation, the
+hierarchy and the type order — and training, sampling, save and load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import _anndata
+from .. import _logging as logg
+from ..hierarchy import Hierarchy
+from ..module import make_module
+from ..representation import REPRESENTATIONS
+from ..sampling import EVALS_PER_STEP, SAMPLERS, get_times, sample_tree
+from ._training import train_module
+
+_DEFAULT_STEPS = {"ddim": 200, "heun": 100, "euler_maruyama": 1000}
+
+
+class BranchedDiffusion:
+    """A hierarchically branched diffusion model of cells (build it with :func:`scbranch.tl.fit`)."""
+
+    def __init__(self, config: dict, representation, hierarchy: Hierarchy):
+        self.config = config
+        self.representation = representation
+        self.hierarchy = hierarchy
+        self.branches = hierarchy.branches()
+        self.types: list[str] = list(config["types"])
+        self.module = make_module(self._module_config())
+        self.history: dict = {}
+        self.is_trained = False
+
+    def _module_config(self) -> dict:
+        c = self.config
+        return {
+            "n_features": self.representation.n_features,
+            "type_paths": self.hierarchy.type_paths(self.types),
+            "n_branches": len(self.branches),
+            **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"BranchedDiffusion({len(self.types)} types, {len(self.branches)} branches, "
+            f"{self.representation.kind} with {self.representation.n_features} features, "
+            f"trained={self.is_trained})\n  hierarchy: {self.hierarchy.to_newick()}"
+        )
+
+    @property
+    def groupby(self) -> str:
+        return self.config["groupby"]
+
+    @property
+    def var_names(self) -> pd.Index:
+        return pd.Index(self.config["var_names"])
+
+    # ---- data ---------------------------------------------------------------------------------------------
+    def get_latent(self, adata: ad.AnnData) -> np.ndarray:
+        """Each cell of ``adata`` in model space (genes matched by name to the model's)."""
+        X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
+        missing = self.var_names.difference(var_names)
+        if len(missing):
+            msg = f"{len(missing)} of the model's {len(self.var_names)} genes are missing from adata, e.g. {list(missing[:5])}"
+            raise ValueError(msg)
+        if not var_names.equals(self.var_names):
+            X = X[:, var_names.get_indexer(self.var_names)]
+        kind = _anndata.check_expression(X, expected=self.config["input_kind"])
+        return self.representation.transform(_anndata.to_lognorm(X, kind))
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def train(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
+              progress: bool = True, **kwargs) -> dict:
+        """Train on model-space cells ``z`` with string ``labels`` (all in ``self.types``)."""
+        codes = pd.Categorical(labels, categories=self.types).codes
+        if (codes < 0).any():
+            msg = f"labels outside the model's types: {sorted(set(labels) - set(self.types))}"
+            raise ValueError(msg)
+        with torch.random.fork_rng():  # never disturb the user's global torch RNG
+            self.history = train_module(self.module, z.astype(np.float32), codes.astype(np.int64),
+                                        max_steps=max_steps, random_state=random_state, progress=progress, **kwargs)
+        self.is_trained = True
+        return self.history
+
+    # ---- sampling -------------------------------------------------------------------------------------------
+    def _n_per_type(self, n_cells: int | Mapping[str, int]) -> dict[str, int]:
+        if isinstance(n_cells, Mapping):
+            unknown = sorted(set(map(str, n_cells)) - set(self.types))
+            if unknown:
+                msg = f"unknown cell types {unknown}; the model knows {self.types}"
+                raise KeyError(msg)
+            req = {str(k): int(v) for k, v in n_cells.items()}
+        else:
+            req = dict.fromkeys(self.types, int(n_cells))
+        if any(v < 0 for v in req.values()) or sum(req.values()) == 0:
+            msg = f"n_cells must be non-negative and ask for at least one cell; got {n_cells}"
+            raise ValueError(msg)
+        return {ty: n for ty, n in req.items() if n > 0}
+
+    def sample(
+        self,
+        n_cells: int | Mapping[str, int],
+        *,
+        sampler: str = "ddim",
+        n_steps: int | None = None,
+        shared: bool = True,
+        random_state: int = 0,
+        progress: bool = True,
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
+
+        ``shared=False`` walks each type's path alone (the cost baseline for the tree walk).
+        """
+        if not self.is_trained:
+            msg = "the model is not trained; call scbranch.tl.fit first"
+            raise RuntimeError(msg)
+        if sampler not in SAMPLERS:
+            msg = f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}"
+            raise ValueError(msg)
+        req = self._n_per_type(n_cells)
+        n_steps = n_steps or _DEFAULT_STEPS[sampler]
+        df = self.branches
+        bounds = {int(r.branch): (float(r.t_start), float(r.t_end)) for r in df.itertuples()}
+        paths = {ty: [b for b, _ in sorted(p, key=lambda bt: -bt[1])]
+                 for ty, p in zip(self.types, self.module_paths())}
+        gen = torch.Generator().manual_seed(int(random_state))
+        groups = [req] if shared else [{ty: n} for ty, n in req.items()]
+        out, stats = {}, {"nfe": 0, "n_evals": 0}
+        for group in groups:
+            cells, st = sample_tree(self.module, SAMPLERS[sampler], paths, bounds, group, get_times(n_steps),
+                                    sde=self.module.sde, n_features=self.representation.n_features,
+                                    generator=gen, progress=progress)
+            out.update(cells)
+            stats = {k: stats[k] + st[k] for k in stats}
+        stats.update(sampler=sampler, n_steps=int(n_steps), nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]),
+                     shared=bool(shared), random_state=int(random_state))
+        return {ty: out[ty].numpy() for ty in req}, stats
+
+    def module_paths(self) -> list[list[tuple[int, float]]]:
+        return self.hierarchy.type_paths(self.types)
+
+    # ---- save / load ----------------------------------------------------------------------------------------
+    def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write ``model.pt`` (tensors only) and ``config.json`` to ``dir_path``."""
+        path = Path(dir_path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            msg = f"{path} exists and is not empty; pass overwrite=True"
+            raise FileExistsError(msg)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict()},
+                   path / "model.pt")
+        hist = {k: np.asarray(v).tolist() for k, v in self.history.items()}
+        meta = {"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
+                "is_trained": self.is_trained, "representation": self.representation.kind}
+        (path / "config.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, dir_path: str | os.PathLike, adata: ad.AnnData | None = None) -> BranchedDiffusion:
+        """Load a saved model; with ``adata``, check that it holds the model's genes."""
+        path = Path(dir_path)
+        meta = json.loads((path / "config.json").read_text())
+        state = torch.load(path / "model.pt", weights_only=True)  # tensors only: no arbitrary unpickling
+        rep = REPRESENTATIONS[meta["representation"]].from_state_dict(state["representation"])
+        model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
+        model.module.load_state_dict(state["module"])
+        model.module.eval()
+        model.history = {k: np.asarray(v) if isinstance(v, list) else v for k, v in meta["history"].items()}
+        model.is_trained = meta["is_trained"]
+        if adata is not None:
+            model.get_latent(adata[:1])  # raises a clear error if genes or values don't fit the model
+        return model

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install scbranch with its test extras.
+# torch is pinned through constraints.txt *before* scvi-tools, so pip never resolves a CUDA build here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+.venv/bin/python -c "import torch, scvi, scanpy, scbranch; print('scbranch', scbranch.__version__, '| torch', torch.__version__, '| scvi-tools', scvi.__version__, '| scanpy', scanpy.__version__)"
