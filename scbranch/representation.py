@@ -1,8 +1,11 @@
-"""AnnData ↔ model space. The default is PCA on log-normalized expression, components standardized.
+"""AnnData ↔ model space. The default is PCA on log-normalized expression, standardized as a whole.
 
-Standardizing each component to unit variance puts every component on the scale the VP SDE's prior N(0, I)
-assumes, so the noise schedule means the same thing for the first PC as for the thirtieth. Synthetic cells
-are mapped back through the PCA loadings to log-normalized expression (clipped at 0, the floor of log1p).
+All components are divided by *one* common scale, so that the average component has unit variance: the
+scale the VP SDE's prior N(0, I) assumes. Standardizing each component on its own (the first idea in the
+design) was measured to be wrong here: it inflates the low-variance, mostly-noise PCs to the size of the main
+axes and flattens the hierarchy — on cells simulated from a known tree, cousins ended up as close as siblings
+(distance ratio 1.0 instead of 2.3) and the tree could not be recovered. Synthetic cells are mapped back
+through the PCA loadings to log-normalized expression (clipped at 0, the floor of log1p).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class PCARepresentation:
         self.n_comps = n_comps
         self.mean_: np.ndarray | None = None
         self.components_: np.ndarray | None = None  # (n_comps, n_genes)
-        self.scale_: np.ndarray | None = None  # std of each PC score on the training cells
+        self.scale_: np.ndarray | None = None  # per-PC divisor (one common value: RMS std of the PCs)
 
     @property
     def n_features(self) -> int:
@@ -34,7 +37,8 @@ class PCARepresentation:
         scores = pca.fit_transform(X)
         self.mean_ = pca.mean_.astype(np.float32)
         self.components_ = pca.components_.astype(np.float32)
-        self.scale_ = scores.std(0).astype(np.float32).clip(min=1e-8)
+        common = float(np.sqrt(np.mean(scores.var(0)))) or 1.0
+        self.scale_ = np.full(n_comps, common, dtype=np.float32)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -118,6 +118,7 @@ def fit(
         raise ValueError(msg)
     labels, types = _anndata.check_labels(adata, groupby, min_cells=min_cells, drop_small=drop_small)
     tree = _read_hierarchy(hierarchy)
+    from_data = tree is None
     if tree is not None:
         unknown = sorted(set(types) - set(tree.leaves))
         if unknown:
@@ -138,7 +139,7 @@ def fit(
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
-    test = SeparationTest(z, y, VPSDE(beta_min, beta_max), random_state=random_state)
+    test = SeparationTest(z, y, VPSDE(beta_min, beta_max))
     if tree is None:
         tree = data_topology(test, types)
     tree, branch_points, curves = calibrate_times(tree, test) if not tree.has_times else (tree, None, None)
@@ -151,7 +152,7 @@ def fit(
     config = {
         "groupby": groupby, "types": types, "var_names": list(map(str, var_names)), "layer": layer,
         "use_raw": use_raw, "input_kind": kind, "n_comps": rep.n_comps, "width": width, "n_blocks": n_blocks,
-        "dropout": dropout, "beta_min": beta_min, "beta_max": beta_max,
+        "dropout": dropout, "beta_min": beta_min, "beta_max": beta_max, "random_state": random_state,
     }
     model = BranchedDiffusion(config, rep, tree)
     t0 = logg.info(f"    training {len(model.branches)} branches for up to {max_steps} steps")
@@ -165,7 +166,7 @@ def fit(
         "hierarchy": tree.to_newick(),
         "branches": branches,
         "params": _anndata.to_h5ad_safe({
-            "groupby": groupby, "hierarchy_source": "data" if hierarchy is None or hierarchy == "data" else "given",
+            "groupby": groupby, "hierarchy_source": "data" if from_data else "given",
             "representation": representation, "n_comps": rep.n_comps, "layer": layer, "use_raw": use_raw,
             "input_kind": kind, "min_cells": min_cells, "drop_small": drop_small, "max_steps": max_steps,
             "batch_size": batch_size, "width": width, "n_blocks": n_blocks, "dropout": dropout, "lr": lr, "beta_min": beta_min,
@@ -177,7 +178,8 @@ def fit(
     if branch_points is not None:
         uns["branch_points"] = branch_points
         uns["separation"] = {"time": curves["time"], "statistic": curves["statistic"],
-                             "threshold": curves["threshold"], "node": np.asarray(curves["node"], dtype=str)}
+                             "threshold": curves["threshold"], "node": np.asarray(curves["node"], dtype=str),
+                             "pair": np.asarray(curves["pair"], dtype=str)}
     adata.uns[key_added] = uns
     adata.obsm[f"X_{key_added}"] = z_all
     logg.info("    finished", time=start,

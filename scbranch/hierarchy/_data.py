@@ -1,27 +1,32 @@
 """Branch times (and, if no tree is given, the topology) from the data — Tseng et al.'s recipe, calibrated.
 
-For two groups of types we forward-diffuse a sample of each through the *same* VP SDE the model trains with
-and, on a grid of diffusion times, compare them with the energy distance. Instead of a hand-set similarity
-threshold ε we calibrate against the statistic's own resampling noise: at each time a permutation null
-(labels shuffled across the pooled sample) gives the (1 - level) quantile; the groups are *indistinguishable*
-once the statistic drops below it. The branch time is the first time that happens (linearly interpolated
-between grid points). Fixed defaults, no per-dataset tuning:
+Two types (or groups of types) are forward-diffused through the *same* VP SDE the model trains with:
+x_t = α(t) x_0 + σ(t) ε. Instead of a hand-set similarity threshold ε we ask a statistical question with a
+fixed reference sample size: would a two-sample test of the noised groups' means, on ``n_ref`` cells per
+group at level ``level``, more likely than not detect the difference? Under the null, the squared distance
+of two group means of x_t has mean (2/n)·tr(C_t) and standard deviation (2/n)·√(2 tr(C_t²)), with
+C_t = α²Σ + σ²I (Σ the pooled within-group covariance); the expected excess is α²‖Δμ‖². So the separation
+statistic is
 
-* ``n_per_group=200`` cells per group, drawn with replacement, equally from each type in the group, with fresh
-  diffusion noise per draw — so every test has the same power whatever the types' sizes (rare types are not
-  merged early just because they are small);
-* ``level=0.05``, ``n_perm=200`` permutations, ``n_times=40`` grid points in (0, 1];
-* common random numbers (the same cells, noise and permutations at every time) so the curve is smooth in t.
+    s(t) = (n_ref / 2) · α(t)² ‖Δμ‖² / √(2 tr(C_t²)),
 
-Without a tree, topology comes from average linkage on the pairwise branch times; every internal node is then
-re-tested on its pooled child groups. Times are made monotone (a node's time is at least its children's) and
-nodes whose time had to be raised are flagged.
+and the groups are indistinguishable once s(t) drops below z_{1-level}. The branch time is that crossing.
+Everything is computed from the groups' moments in closed form: no Monte-Carlo noise, so the curve is smooth,
+monotone in t, and the same seed-free answer every time. ‖Δμ‖² is corrected for its small-sample bias
+(tr Σ_k / n_k per type), so a rare type is not called "separable" only because its mean is noisy, and every
+group is weighted equally per type, so a rare type is not drowned by a large sibling. Fixed defaults, no
+per-dataset tuning: ``n_ref=200``, ``level=0.05``.
+
+Without a tree, topology comes from average linkage on the pairwise times. A node's time is the latest time
+at which two of its types (in different children) are still distinguishable: only after it may they share a
+branch. Times are monotone (a node's time is at least its children's); nodes whose time had to be raised are
+flagged.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -34,7 +39,7 @@ from ._tree import Hierarchy, Node
 
 
 class SeparationTest:
-    """Energy-distance permutation test of two noised groups over a grid of diffusion times."""
+    """Closed-form separation of two noised groups of types over diffusion time (see module docstring)."""
 
     def __init__(
         self,
@@ -42,73 +47,69 @@ class SeparationTest:
         labels: Sequence[str],
         sde: VPSDE,
         *,
-        n_per_group: int = 200,
-        n_perm: int = 200,
-        n_times: int = 40,
+        n_ref: int = 200,
         level: float = 0.05,
-        random_state: int = 0,
+        n_times: int = 200,
     ):
-        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        x = np.asarray(x, dtype=np.float64)
         labels = np.asarray(labels)
-        self.index = {ty: np.flatnonzero(labels == ty) for ty in pd.unique(labels)}
-        self.sde, self.n, self.n_perm, self.level = sde, n_per_group, n_perm, level
-        self.times = torch.linspace(1.0 / n_times, 1.0, n_times).clamp_min(T_EPS)
-        self.random_state = random_state
+        self.moments = {}
+        for ty in pd.unique(labels):
+            xk = x[labels == ty]
+            cov = np.cov(xk, rowvar=False) if len(xk) > 1 else np.zeros((x.shape[1], x.shape[1]))
+            self.moments[ty] = (xk.mean(0), np.atleast_2d(cov), len(xk))
+        self.n_ref, self.level, self.dim = n_ref, level, x.shape[1]
+        self.critical = NormalDist().inv_cdf(1 - level)
+        times = torch.linspace(T_EPS, 1.0, n_times)
+        alpha, sigma = sde.alpha_sigma(times)
+        self.times, self.a2, self.s2 = times.numpy(), alpha.double().numpy() ** 2, sigma.double().numpy() ** 2
 
-    def _group_sample(self, types: Sequence[str], gen: np.random.Generator) -> torch.Tensor:
-        per = np.full(len(types), self.n // len(types))
-        per[: self.n % len(types)] += 1
-        idx = np.concatenate([gen.choice(self.index[ty], size=k, replace=True) for ty, k in zip(types, per)])
-        return self.x[idx]
+    def _group(self, types: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:
+        """Equal-weight mixture mean and covariance of the types, and the variance of its estimated mean."""
+        means = np.stack([self.moments[t][0] for t in types])
+        mu = means.mean(0)
+        cov = np.mean([self.moments[t][1] + np.outer(m - mu, m - mu) for t, m in zip(types, means)], axis=0)
+        mean_var = sum(np.trace(self.moments[t][1]) / self.moments[t][2] for t in types) / len(types) ** 2
+        return mu, cov, mean_var
 
-    def curve(self, group_a: Sequence[str], group_b: Sequence[str], *, stop_early: bool = False) -> dict:
-        """Statistic and null threshold per time, and the interpolated first time of indistinguishability."""
-        # seeded by the groups' names so a given test draws the same cells whichever order tests run in
-        key = zlib.crc32(("|".join(sorted(group_a)) + "||" + "|".join(sorted(group_b))).encode())
-        gen = np.random.default_rng([self.random_state, key])
-        tgen = torch.Generator().manual_seed(int(gen.integers(2**31)))
-        x0 = torch.cat([self._group_sample(group_a, gen), self._group_sample(group_b, gen)])
-        noise = torch.randn(x0.shape, generator=tgen)
-        n = self.n
-        # signed weight vectors: observed split first, then permutations of the pooled labels
-        signs = torch.cat([torch.ones(n), -torch.ones(n)]) / n
-        perms = torch.stack([signs[torch.randperm(2 * n, generator=tgen)] for _ in range(self.n_perm)])
-        weights = torch.cat([signs[None], perms])
-        stats, thresh = [], []
-        for t in self.times:
-            xt, _, _ = self.sde.marginal(x0, t.expand(2 * n), noise)
-            dist = torch.cdist(xt, xt)
-            # energy distance as a quadratic form: E = -wᵀ D w for w = (1/n on A, -1/n on B)
-            e = -((weights @ dist) * weights).sum(1)
-            stats.append(float(e[0]))
-            thresh.append(float(torch.quantile(e[1:], 1 - self.level)))
-            if stop_early and stats[-1] <= thresh[-1]:
-                break
-        return {"statistic": np.array(stats), "threshold": np.array(thresh), "time": self._crossing(stats, thresh)}
+    def curve(self, group_a: Sequence[str], group_b: Sequence[str]) -> dict:
+        """Statistic and threshold per time, and the first time the groups are indistinguishable."""
+        mu_a, cov_a, var_a = self._group(group_a)
+        mu_b, cov_b, var_b = self._group(group_b)
+        delta2 = max(float(np.sum((mu_a - mu_b) ** 2)) - var_a - var_b, 0.0)
+        cov = (cov_a + cov_b) / 2
+        tr1, tr2 = np.trace(cov), np.sum(cov * cov)
+        tr_c2 = self.a2**2 * tr2 + 2 * self.a2 * self.s2 * tr1 + self.s2**2 * self.dim
+        stat = (self.n_ref / 2) * self.a2 * delta2 / np.sqrt(2 * tr_c2)
+        thresh = np.full_like(stat, self.critical)
+        return {"statistic": stat, "threshold": thresh, "time": self._crossing(stat)}
 
-    def _crossing(self, stats, thresh) -> float:
-        times = self.times.numpy()
-        margin = np.asarray(stats) - np.asarray(thresh)
+    def _crossing(self, stat: np.ndarray) -> float:
+        margin = stat - self.critical
         below = np.flatnonzero(margin <= 0)
         if below.size == 0:
             return 1.0
         i = int(below[0])
         if i == 0:
-            return float(times[0])
-        # linear interpolation of the zero crossing of (statistic - threshold)
+            return float(self.times[0])
         m0, m1 = margin[i - 1], margin[i]
-        return float(times[i - 1] + (times[i] - times[i - 1]) * m0 / (m0 - m1))
+        return float(self.times[i - 1] + (self.times[i] - self.times[i - 1]) * m0 / (m0 - m1))
 
 
-def data_topology(test: SeparationTest, types: Sequence[str]) -> Hierarchy:
-    """Average-linkage tree on the pairwise times of indistinguishability (later merge = more distinct)."""
+def pairwise_times(test: SeparationTest, types: Sequence[str]) -> np.ndarray:
+    """Matrix of each pair of types' time of indistinguishability."""
     k = len(types)
     times = np.zeros((k, k))
     for i in range(k):
         for j in range(i + 1, k):
-            times[i, j] = times[j, i] = test.curve([types[i]], [types[j]], stop_early=True)["time"]
-    link = linkage(squareform(times, checks=False), method="average")
-    counter = iter(range(k))
+            times[i, j] = times[j, i] = test.curve([types[i]], [types[j]])["time"]
+    return times
+
+
+def data_topology(test: SeparationTest, types: Sequence[str], *, method: str = "average") -> Hierarchy:
+    """Agglomerative tree on the pairwise times of indistinguishability (later merge = more distinct)."""
+    link = linkage(squareform(pairwise_times(test, types), checks=False), method=method)
+    counter = iter(range(len(types)))
 
     def convert(cl) -> Node:
         if cl.is_leaf():
@@ -119,26 +120,36 @@ def data_topology(test: SeparationTest, types: Sequence[str]) -> Hierarchy:
 
 
 def calibrate_times(hierarchy: Hierarchy, test: SeparationTest) -> tuple[Hierarchy, pd.DataFrame, dict]:
-    """Set every internal node's branch time from the data; return (tree, branch_points table, curves)."""
+    """Set every internal node's branch time from the data; return (tree, branch_points table, curves).
+
+    A node may split only once *every* pair of its types is indistinguishable, so its time is the latest
+    pairwise time between types in different children (``raw_time``), raised if needed to its children's
+    times (``monotone_adjusted``: the data separates two types *within* a child for longer than the
+    children from each other — the tree's topology disagrees with the data there).
+    """
     tree = hierarchy.copy()
-    rows, curves = [], {"time": test.times.numpy(), "statistic": [], "threshold": [], "node": []}
+    types = tree.leaves
+    pair = pairwise_times(test, types)
+    pos = {t: i for i, t in enumerate(types)}
+    rows, curves = [], {"time": test.times, "statistic": [], "threshold": [], "node": [], "pair": []}
     for node in tree.root.traverse("post"):
         if node.is_leaf:
             continue
         kids = node.children
-        # a node splits when its *last* pair of children becomes indistinguishable (binary: one test)
-        best = None
+        raw, arg = -1.0, None
         for i in range(len(kids)):
             for j in range(i + 1, len(kids)):
-                res = test.curve(kids[i].leaves(), kids[j].leaves())
-                if best is None or res["time"] > best["time"]:
-                    best = res
-        raw = best["time"]
+                for a in kids[i].leaves():
+                    for b in kids[j].leaves():
+                        if pair[pos[a], pos[b]] > raw:
+                            raw, arg = pair[pos[a], pos[b]], (a, b)
         floor = max(c.time for c in kids)
-        node.time = max(raw, floor, float(test.times[0]))
+        node.time = max(raw, floor, 0.01)  # a floor keeps every leaf branch non-empty
+        best = test.curve([arg[0]], [arg[1]])
         curves["statistic"].append(best["statistic"])
         curves["threshold"].append(best["threshold"])
         curves["node"].append(node.name)
+        curves["pair"].append(f"{arg[0]} | {arg[1]}")
         rows.append(
             {
                 "node": node.name,
@@ -146,9 +157,10 @@ def calibrate_times(hierarchy: Hierarchy, test: SeparationTest) -> tuple[Hierarc
                 "raw_time": raw,
                 "monotone_adjusted": bool(raw < floor),
                 "children": " | ".join(c.name for c in kids),
+                "last_pair": f"{arg[0]} | {arg[1]}",
                 "n_types": len(node.leaves()),
             }
         )
     table = pd.DataFrame(rows).sort_values("time", ascending=False, ignore_index=True)
-    curves = {k: np.asarray(v) if k != "node" else list(v) for k, v in curves.items()}
+    curves = {k: np.asarray(v) if k not in ("node", "pair") else list(v) for k, v in curves.items()}
     return tree, table, curves

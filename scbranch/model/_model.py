@@ -36,7 +36,9 @@ class BranchedDiffusion:
         self.hierarchy = hierarchy
         self.branches = hierarchy.branches()
         self.types: list[str] = list(config["types"])
-        self.module = make_module(self._module_config())
+        with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
+            torch.manual_seed(int(config.get("random_state", 0)))
+            self.module = make_module(self._module_config())
         self.history: dict = {}
         self.is_trained = False
 
@@ -86,6 +88,7 @@ class BranchedDiffusion:
             msg = f"labels outside the model's types: {sorted(set(labels) - set(self.types))}"
             raise ValueError(msg)
         with torch.random.fork_rng():  # never disturb the user's global torch RNG
+            torch.manual_seed(int(random_state))  # dropout masks draw from the global generator
             self.history = train_module(self.module, z.astype(np.float32), codes.astype(np.int64),
                                         max_steps=max_steps, random_state=random_state, progress=progress, **kwargs)
         self.is_trained = True

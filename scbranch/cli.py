@@ -1,0 +1,89 @@
+"""Command line: ``scbranch demo`` trains on pbmc68k_reduced, generates every type, writes .h5ad + PNG."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from . import _logging as logg
+
+
+def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, random_state: int = 0,
+         progress: bool = True) -> dict:
+    """The main job: fit on a real dataset that ships offline, generate, compare, write results."""
+    import anndata as ad
+    import numpy as np
+
+    from . import datasets, metrics, pl, tl
+
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    adata = datasets.pbmc68k()
+    model = tl.fit(adata, groupby="bulk_labels", max_steps=max_steps, random_state=random_state, progress=progress)
+    t_fit = time.perf_counter() - t_start
+    syn = tl.generate(model, n_per_type, random_state=random_state, progress=progress)
+    alone = tl.generate(model, n_per_type, shared=False, random_state=random_state, progress=progress)
+    shared_st, alone_st = syn.uns["scbranch"]["generate"], alone.uns["scbranch"]["generate"]
+
+    table = metrics.centroid_table(adata.obsm["X_scbranch"], adata.obs["bulk_labels"],
+                                   syn.obsm["X_scbranch"], syn.obs["bulk_labels"])
+    model.save(out / "model", overwrite=True)
+    pl.synthetic_vs_real(adata, syn, groupby="bulk_labels", save=out / "pbmc68k_real_vs_synthetic.png")
+    adata.obs["scbranch_synthetic"] = False
+    both = ad.concat([adata, syn], join="inner", merge="first")
+    both.obs["bulk_labels"] = both.obs["bulk_labels"].astype("category")
+    both.uns["scbranch"] = {k: v for k, v in adata.uns["scbranch"].items()} | {"generate": shared_st}
+    both.write_h5ad(out / "pbmc68k_real_and_synthetic.h5ad")
+
+    n_ok = int(table["ok"].sum())
+    lines = [
+        "",
+        f"scbranch demo — pbmc68k_reduced (.raw, {adata.n_vars} genes), {len(model.types)} types, "
+        f"{len(model.branches)} branches",
+        f"hierarchy: {model.hierarchy.to_newick()}",
+        "",
+        "| sampling (ddim, 200 steps) | network calls (NFE) | cell-rows evaluated |",
+        "|---|---:|---:|",
+        f"| shared tree walk | {shared_st['nfe']} | {shared_st['n_evals']} |",
+        f"| each type alone | {alone_st['nfe']} | {alone_st['n_evals']} |",
+        f"| ratio shared / alone | {shared_st['nfe'] / alone_st['nfe']:.2f} | "
+        f"{shared_st['n_evals'] / alone_st['n_evals']:.2f} |",
+        "",
+        "| cell type | n real | n synthetic | dist to own centroid | dist to nearest other | nearest other "
+        "| frac nearest own |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for t, r in table.iterrows():
+        lines.append(f"| {t} | {r.n_real} | {r.n_synthetic} | {r.dist_own:.2f} | {r.dist_nearest_other:.2f} | "
+                     f"{r.nearest_other} | {r.frac_nearest_own:.2f} |")
+    lines += [
+        "",
+        f"{n_ok}/{len(table)} types: synthetic centroid closer to its own real type than to any other.",
+        f"fit {t_fit:.0f}s, total {time.perf_counter() - t_start:.0f}s; wrote {out}/pbmc68k_real_and_synthetic.h5ad, "
+        f"{out}/pbmc68k_real_vs_synthetic.png, {out}/model/",
+    ]
+    logg.info("\n".join(lines))
+    return {"table": table, "shared": shared_st, "alone": alone_st, "n_ok": n_ok}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scbranch", description="Hierarchically branched diffusion for single cells.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="train on pbmc68k_reduced (ships with scanpy), generate every type, "
+                                    "write an .h5ad and a PNG, print a per-type quality table")
+    p.add_argument("--out", type=Path, default=Path("scbranch_demo_out"), help="output folder (default: %(default)s)")
+    p.add_argument("--n-per-type", type=int, default=200, help="synthetic cells per type (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (default: chosen by data size)")
+    p.add_argument("--seed", type=int, default=0, help="random_state for everything (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        res = demo(args.out, n_per_type=args.n_per_type, max_steps=args.max_steps, random_state=args.seed,
+                   progress=not args.no_progress)
+        return 0 if res["n_ok"] > 0 else 1
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+import scbranch as sb
+
+# small, fast settings: these tests check behaviour, not quality (except test_pbmc.py)
+FAST = {"width": 64, "n_blocks": 2, "max_steps": 300, "progress": False}
+
+TOY_TREE = {"AB": {"A": None, "B": None}, "C": None}
+
+
+@pytest.fixture(scope="session")
+def toy_adata():
+    """Counts for a 3-leaf tree ((A,B),C): A and B split late, C far away."""
+    return sb.simulate.simulate_tree(TOY_TREE, n_cells={"A": 120, "B": 100, "C": 80}, n_genes=60, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_adata):
+    adata = toy_adata.copy()
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    return model, adata
+
+
+def assert_adata_equal(a: ad.AnnData, b: ad.AnnData):
+    """Deep equality of everything a tool could write to."""
+    assert a.shape == b.shape
+    xa, xb = (m.toarray() if sparse.issparse(m) else np.asarray(m) for m in (a.X, b.X))
+    np.testing.assert_array_equal(xa, xb)
+    pd.testing.assert_frame_equal(a.obs, b.obs)
+    pd.testing.assert_frame_equal(a.var, b.var)
+    assert set(a.obsm) == set(b.obsm) and set(a.layers) == set(b.layers)
+    assert set(a.uns) == set(b.uns) and set(a.varm) == set(b.varm) and set(a.obsp) == set(b.obsp)
+    for k in a.obsm:
+        np.testing.assert_array_equal(np.asarray(a.obsm[k]), np.asarray(b.obsm[k]))
+    for k in a.layers:
+        la, lb = (m.toarray() if sparse.issparse(m) else np.asarray(m) for m in (a.layers[k], b.layers[k]))
+        np.testing.assert_array_equal(la, lb)

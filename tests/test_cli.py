@@ -1,0 +1,12 @@
+import anndata as ad
+
+from scbranch.cli import main
+
+
+def test_demo_writes_outputs(tmp_path, caplog):
+    rc = main(["demo", "--out", str(tmp_path), "--max-steps", "150", "--n-per-type", "20", "--no-progress"])
+    assert rc == 0
+    assert (tmp_path / "pbmc68k_real_vs_synthetic.png").stat().st_size > 10_000
+    both = ad.read_h5ad(tmp_path / "pbmc68k_real_and_synthetic.h5ad")
+    assert both.n_obs == 700 + 10 * 20 and both.obs["scbranch_synthetic"].sum() == 200
+    assert "generate" in both.uns["scbranch"] and (tmp_path / "model" / "model.pt").exists()

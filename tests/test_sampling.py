@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from scbranch.module import VPSDE, BranchedDiffusionModule
+from scbranch.sampling import SAMPLERS, get_times, sample_tree
+
+SDE = VPSDE()
+MU = {0: torch.tensor([3.0, -2.0]), 1: torch.tensor([-3.0, 1.0]), 2: torch.tensor([0.0, 0.0])}
+S0 = 0.5
+
+
+def gaussian_eps(x, t, branch):
+    """Exact ε for data N(MU[branch], S0² I): a 'network' with a known right answer."""
+    a, s = SDE.alpha_sigma(t)
+    a, s = a[:, None], s[:, None]
+    score = -(x - a * MU[branch]) / (a**2 * S0**2 + s**2)
+    return -score * s
+
+
+def test_vp_sde_marginal_is_variance_preserving():
+    t = torch.linspace(0, 1, 11)
+    a, s = SDE.alpha_sigma(t)
+    torch.testing.assert_close(a**2 + s**2, torch.ones_like(t))
+    assert a[0] == 1 and a[-1] < 0.01
+    with pytest.raises(ValueError, match="beta_min"):
+        VPSDE(beta_min=5, beta_max=1)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_samplers_recover_known_gaussian(name):
+    x = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](gaussian_eps, x, get_times(200), sde=SDE, extra_args={"branch": 0},
+                         generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.mean(0), MU[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(out.std(0), torch.full((2,), S0), atol=0.03, rtol=0)
+
+
+def test_branch_lookup_follows_type_paths():
+    # types 0,1 share branch 0 above t=0.6, then branches 1/2; type 2 has branch 3 over all of [0, 1]
+    paths = [[(0, 0.6), (1, 0.0)], [(0, 0.6), (2, 0.0)], [(3, 0.0)]]
+    mod = BranchedDiffusionModule(2, paths, n_branches=4, width=16, n_blocks=1)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    t = torch.tensor([0.1, 0.7, 0.59, 0.6, 0.0, 1.0])
+    assert mod.branch_of(y, t).tolist() == [1, 0, 2, 0, 3, 3]
+
+
+def test_tree_walk_shares_upstream_steps_and_matches_per_type_sampling():
+    # branch 0 (types a, b) over [0.5, 1]; leaves a -> 1, b -> 2 over [0, 0.5); c alone on branch 3
+    paths = {"a": [0, 1], "b": [0, 2], "c": [3]}
+    bounds = {0: (0.5, 1.0), 1: (0.0, 0.5), 2: (0.0, 0.5), 3: (0.0, 1.0)}
+
+    def eps(x, t, branch):  # leaves are the known Gaussians; the shared branch uses a's score
+        return gaussian_eps(x, t, {0: 0, 1: 0, 2: 1, 3: 2}[branch])
+
+    n = {"a": 500, "b": 300, "c": 200}
+    ts = get_times(100)
+    kw = {"sde": SDE, "n_features": 2, "progress": False}
+    shared, st = sample_tree(eps, SAMPLERS["ddim"], paths, bounds, n, ts, generator=torch.Generator().manual_seed(0), **kw)
+    alone_evals, alone_nfe, alone = 0, 0, {}
+    for ty in n:
+        out, st1 = sample_tree(eps, SAMPLERS["ddim"], paths, bounds, {ty: n[ty]}, ts,
+                               generator=torch.Generator().manual_seed(1), **kw)
+        alone.update(out)
+        alone_evals, alone_nfe = alone_evals + st1["n_evals"], alone_nfe + st1["nfe"]
+    assert {k: len(v) for k, v in shared.items()} == n
+    # a and b share the 50 upstream steps: 500 rows there instead of 500 + 300
+    assert st["n_evals"] == 500 * 50 + 500 * 50 + 300 * 50 + 200 * 100
+    assert st["n_evals"] < alone_evals and st["nfe"] < alone_nfe
+    for ty in n:  # same distribution either way
+        np.testing.assert_allclose(shared[ty].mean(0), alone[ty].mean(0), atol=0.12)
+        np.testing.assert_allclose(shared[ty].std(0), alone[ty].std(0), atol=0.08)
