@@ -83,8 +83,8 @@ def fit(
         leaves are pruned), with branch times calibrated from the data unless the tree carries them.
     representation, n_comps
         Model space. ``"pca"``: ``n_comps`` PCs of log-normalized expression, each standardized. By default
-        15 PCs below 2,000 cells and 30 above: on pbmc68k_reduced (700 cells) 30 standardized PCs, most of
-        them noise, let the network memorize cells and gave outlying samples; 15 did not.
+        15 PCs below 2,000 cells and 30 above: on pbmc68k_reduced (700 cells) 30 PCs gave over-dispersed
+        samples (99th-percentile norm 11.0 vs 7.7 for real cells); 15 PCs stayed close (6.8 vs 5.6).
     min_cells, drop_small
         Types with fewer cells are an error, or are dropped with a warning if ``drop_small``.
     max_epochs, max_steps

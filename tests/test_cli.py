@@ -10,3 +10,13 @@ def test_demo_writes_outputs(tmp_path, caplog):
     both = ad.read_h5ad(tmp_path / "pbmc68k_real_and_synthetic.h5ad")
     assert both.n_obs == 700 + 10 * 20 and both.obs["scbranch_synthetic"].sum() == 200
     assert "generate" in both.uns["scbranch"] and (tmp_path / "model" / "model.pt").exists()
+
+
+def test_quickstart_tutorial_runs(tmp_path, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("SCBRANCH_TUTORIAL_STEPS", "100")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(Path(__file__).parents[1] / "tutorials" / "01_quickstart.py"))
+    assert (tmp_path / "quickstart_real_vs_synthetic.png").exists()
