@@ -9,6 +9,7 @@ score function per branch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -91,7 +92,7 @@ class Hierarchy:
         except Exception as err:  # ete3 raises its own NewickError; re-raise with the input for context
             msg = f"could not parse Newick {text[:80]!r}: {err}"
             raise ValueError(msg) from err
-        has_lengths = ":" in text
+        has_lengths = ":" in re.sub(r"\"[^\"]*\"|'[^']*'", "", text)  # a colon outside quoted names
         counter = iter(range(10**9))
 
         def convert(t) -> Node:

@@ -6,7 +6,6 @@ type codes. The branch layout comes in as plain arrays so the module can be rebu
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -93,7 +92,3 @@ def make_module(config: dict) -> BranchedDiffusionModule:
         beta_min=config["beta_min"],
         beta_max=config["beta_max"],
     )
-
-
-def as_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
