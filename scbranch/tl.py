@@ -104,8 +104,9 @@ def fit(
     ``.uns[key_added]["branches"]``
         Table: branch, node, t_start, t_end, cell_types ("|"-joined).
     ``.uns[key_added]["branch_points"]``
-        Table per internal node: time, raw_time, monotone_adjusted, children, n_types; plus
-        ``["separation"]`` with the statistic/threshold curves over diffusion time.
+        Table per internal node: time, raw_time, monotone_adjusted, children, last_pair, n_types; plus
+        ``["separation"]`` with the statistic/threshold curves over diffusion time (both only when branch
+        times are calibrated here, i.e. the given tree carries none).
     ``.uns[key_added]["params"]``, ``.uns[key_added]["training"]``
         Fit options and versions; loss per check (train, validation, per branch).
     ``.obsm[f"X_{key_added}"]``

@@ -48,6 +48,14 @@ def test_table_round_trip():
     assert sorted(h2.leaves) == ["x", "y", "z"] and not h2.has_times
 
 
+def test_times_must_decrease_towards_leaves():
+    with pytest.raises(ValueError, match="must not increase"):
+        Hierarchy.from_table(pd.DataFrame({"node": ["r", "ab", "a", "b", "c"], "parent": ["", "r", "ab", "ab", "r"],
+                                           "time": [0.3, 0.5, 0, 0, 0]}))  # ab at 0.5 under a root at 0.3
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        Hierarchy.from_newick("((a:0.5,b:0.5):0.7,c:1.2);")
+
+
 def test_table_rejects_two_parents():
     t = pd.DataFrame({"node": ["a", "a"], "parent": ["p", "q"]})
     with pytest.raises(ValueError, match="two parents"):
