@@ -107,6 +107,19 @@ def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small:
     return labels, kept
 
 
+def label_ids(adata: ad.AnnData, groupby: str, key: str) -> dict[str, str]:
+    """``{label: ontology ID}`` from an obs column of IDs; each label must have exactly one ID."""
+    if key not in adata.obs.columns:
+        msg = f"ontology_key={key!r} is not a column of adata.obs"
+        raise KeyError(msg)
+    pairs = adata.obs[[groupby, key]].astype(str).drop_duplicates()
+    multi = pairs[groupby][pairs[groupby].duplicated()].unique().tolist()
+    if multi and groupby != key:
+        msg = f"labels with more than one ID in adata.obs[{key!r}]: {multi}"
+        raise ValueError(msg)
+    return dict(zip(pairs[groupby], pairs[key]))
+
+
 def to_h5ad_safe(obj):
     """Make a nested params dict writable to .h5ad (no None, tuples → lists)."""
     if isinstance(obj, dict):

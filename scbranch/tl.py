@@ -13,11 +13,15 @@ import pandas as pd
 from . import _anndata
 from . import _logging as logg
 from .hierarchy import Hierarchy, SeparationTest, calibrate_times, data_topology
+from .hierarchy import _ontology as ontology
 from .model import BranchedDiffusion
 from .module import VPSDE
 from .representation import REPRESENTATIONS
 
 __all__ = ["fit", "generate"]
+
+
+ONTOLOGY_CHOICES = ("cl", "ontology", "ontology+data")
 
 
 def _read_hierarchy(hierarchy) -> Hierarchy | None:
@@ -48,6 +52,8 @@ def fit(
     *,
     groupby: str,
     hierarchy: None | str | Mapping | pd.DataFrame | Hierarchy = None,
+    ontology_key: str | None = None,
+    ontology_mapping: Mapping[str, str] | None = None,
     representation: Literal["pca"] = "pca",
     n_comps: int | None = None,
     layer: str | None = None,
@@ -104,7 +110,8 @@ def fit(
     ``.uns[key_added]["branches"]``
         Table: branch, node, t_start, t_end, cell_types ("|"-joined).
     ``.uns[key_added]["branch_points"]``
-        Table per internal node: time, raw_time, monotone_adjusted, children, last_pair, n_types; plus
+        Table per internal node: time, raw_time, monotone_adjusted, conflict (text where the tree's topology
+        disagrees with the data), children, last_pair, n_types; plus
         ``["separation"]`` with the statistic/threshold curves over diffusion time (both only when branch
         times are calibrated here, i.e. the given tree carries none).
     ``.uns[key_added]["params"]``, ``.uns[key_added]["training"]``
@@ -118,7 +125,12 @@ def fit(
         msg = f"unknown representation {representation!r}; choose from {list(REPRESENTATIONS)}"
         raise ValueError(msg)
     labels, types = _anndata.check_labels(adata, groupby, min_cells=min_cells, drop_small=drop_small)
-    tree = _read_hierarchy(hierarchy)
+    from_ontology = isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES
+    if from_ontology:
+        ids = _anndata.label_ids(adata, groupby, ontology_key) if ontology_key else None
+        tree = ontology.ontology_hierarchy(ontology.map_labels(types, ids=ids, mapping=ontology_mapping))
+    else:
+        tree = _read_hierarchy(hierarchy)
     from_data = tree is None
     if tree is not None:
         unknown = sorted(set(types) - set(tree.leaves))
@@ -167,7 +179,7 @@ def fit(
         "hierarchy": tree.to_newick(),
         "branches": branches,
         "params": _anndata.to_h5ad_safe({
-            "groupby": groupby, "hierarchy_source": "data" if from_data else "given",
+            "groupby": groupby, "hierarchy_source": "cl" if from_ontology else ("data" if from_data else "given"),
             "representation": representation, "n_comps": rep.n_comps, "layer": layer, "use_raw": use_raw,
             "input_kind": kind, "min_cells": min_cells, "drop_small": drop_small, "max_steps": max_steps,
             "batch_size": batch_size, "width": width, "n_blocks": n_blocks, "dropout": dropout, "lr": lr, "beta_min": beta_min,

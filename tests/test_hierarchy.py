@@ -9,7 +9,7 @@ from scbranch.module import VPSDE
 from scbranch.representation import PCARepresentation
 from scbranch._anndata import to_lognorm
 
-NAMES = {"lymphoid": {"CD4+/CD45RA+ T": None, "CD19+ B": None}, "myeloid": ["CD14+ Monocyte", "Dendritic (cDC)"]}
+NAMES = {"lymphoid": {"CD4+/CD45RA+ T": None, "CD19+ B": None}, "myeloid": ["CD14+ Monocyte", "Dendritic: cDC (1)"]}
 
 
 def timed(h: Hierarchy) -> Hierarchy:
@@ -21,7 +21,7 @@ def timed(h: Hierarchy) -> Hierarchy:
 
 def test_dict_round_trip():
     h = Hierarchy.from_dict(NAMES)
-    assert sorted(h.leaves) == sorted(["CD4+/CD45RA+ T", "CD19+ B", "CD14+ Monocyte", "Dendritic (cDC)"])
+    assert sorted(h.leaves) == sorted(["CD4+/CD45RA+ T", "CD19+ B", "CD14+ Monocyte", "Dendritic: cDC (1)"])
     assert Hierarchy.from_dict(h.to_dict()).to_dict() == h.to_dict()
 
 
@@ -63,7 +63,7 @@ def test_table_rejects_two_parents():
 
 
 def test_prune_collapses_unary_nodes():
-    h = Hierarchy.from_dict(NAMES).prune(["CD19+ B", "CD14+ Monocyte", "Dendritic (cDC)"])
+    h = Hierarchy.from_dict(NAMES).prune(["CD19+ B", "CD14+ Monocyte", "Dendritic: cDC (1)"])
     # "lymphoid" is left with one child and disappears
     assert [n.name for n in h.internal_nodes] == ["root", "myeloid"]
     with pytest.raises(ValueError, match="not in the hierarchy"):

@@ -145,6 +145,11 @@ def calibrate_times(hierarchy: Hierarchy, test: SeparationTest) -> tuple[Hierarc
                             raw, arg = pair[pos[a], pos[b]], (a, b)
         floor = max(c.time for c in kids)
         node.time = max(raw, floor, 0.01)  # a floor keeps every leaf branch non-empty
+        conflict = ""
+        if raw < floor:
+            inner = max((c for c in kids if not c.is_leaf), key=lambda c: c.time)
+            conflict = (f"'{inner.name}' holds types separable until t={floor:.3f}, later than {node.name}'s "
+                        f"children become indistinguishable (t={raw:.3f}): the data would join them differently")
         best = test.curve([arg[0]], [arg[1]])
         curves["statistic"].append(best["statistic"])
         curves["threshold"].append(best["threshold"])
@@ -156,6 +161,7 @@ def calibrate_times(hierarchy: Hierarchy, test: SeparationTest) -> tuple[Hierarc
                 "time": node.time,
                 "raw_time": raw,
                 "monotone_adjusted": bool(raw < floor),
+                "conflict": conflict,
                 "children": " | ".join(c.name for c in kids),
                 "last_pair": f"{arg[0]} | {arg[1]}",
                 "n_types": len(node.leaves()),

@@ -1,0 +1,159 @@
+"""Cell Ontology (CL) hierarchies, offline, from the ``cellxgene-ontology-guide`` package.
+
+Labels are mapped to CL terms, in order: an explicit user mapping ``{label: "CL:..."}`` (explicit beats any
+heuristic), an ontology-ID column (or labels that are themselves CL IDs), the exact CL label, a synonym, the
+curated mappings scbranch ships for well-known label sets (pbmc68k_reduced's ``bulk_labels``), and last a
+case/punctuation-normalized match ("CD14+ Monocyte" ~ "CD14-positive monocyte"). Unmatched labels raise one
+error listing each with its 3 closest CL names. Deprecated terms follow ``replaced_by`` with a warning.
+
+CL is a DAG; we choose one tree deterministically. Nodes: the observed terms, their lowest common ancestor
+(the common ancestor nearest to all of them: smallest summed distance, then smallest ID), and every
+ancestor below it shared by at least two observed terms. Each node's parent is its *nearest* ancestor among
+the nodes (shortest-path distance), ties broken by the fewest observed descendants (the most specific
+grouping), then the smallest ID. Unary chains collapse. A label whose term is an ancestor of another
+label's term (mixed depths: "T cell" and "CD8 T cell") becomes a leaf directly under that ancestor's node,
+beside its subtypes: its cells are the node's "unspecified" members.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
+
+from .. import _logging as logg
+from ._tree import Hierarchy, Node
+
+CL_ID = re.compile(r"^CL:\d{7}$")
+
+# labels of well-known datasets → CL terms (curated: tried before the normalized fuzzy match)
+KNOWN_LABELS = {
+    # scanpy.datasets.pbmc68k_reduced().obs["bulk_labels"]
+    "CD14+ Monocyte": "CL:0001054",  # CD14-positive monocyte
+    "Dendritic": "CL:0000451",  # dendritic cell
+    "CD19+ B": "CL:0000236",  # B cell
+    "CD4+/CD25 T Reg": "CL:0000815",  # regulatory T cell
+    "CD8+ Cytotoxic T": "CL:0000794",  # CD8-positive, alpha-beta cytotoxic T cell
+    "CD8+/CD45RA+ Naive Cytotoxic": "CL:0000900",  # naive thymus-derived CD8-positive, alpha-beta T cell
+    "CD56+ NK": "CL:0000623",  # natural killer cell
+    "CD4+/CD45RO+ Memory": "CL:0000897",  # CD4-positive, alpha-beta memory T cell
+    "CD34+": "CL:0008001",  # hematopoietic precursor cell
+    "CD4+/CD45RA+/CD25- Naive T": "CL:0000895",  # naive thymus-derived CD4-positive, alpha-beta T cell
+}
+
+
+@cache
+def _cl() -> dict:
+    from cellxgene_ontology_guide.ontology_parser import OntologyParser
+
+    return OntologyParser().cxg_schema.ontology("CL")
+
+
+def normalize(label: str) -> str:
+    s = label.lower()
+    s = re.sub(r"[\s_-]*positive\b", "+", s)
+    s = re.sub(r"[\s_-]*negative\b", "-", s)
+    s = re.sub(r"\bcells?\b|\blymphocytes?\b", "", s)
+    return re.sub(r"[^a-z0-9+-]", "", s).rstrip("s")
+
+
+@cache
+def _indices() -> tuple[dict, dict, dict]:
+    exact, syn, norm = {}, {}, {}
+    for term, info in sorted(_cl().items()):
+        if info.get("deprecated"):
+            continue
+        exact.setdefault(info["label"], term)
+        norm.setdefault(normalize(info["label"]), term)
+        for s in info.get("synonyms") or []:
+            syn.setdefault(s, term)
+            norm.setdefault(normalize(s), term)
+    return exact, syn, norm
+
+
+def label(term: str) -> str:
+    return _cl()[term]["label"]
+
+
+def ancestors(term: str) -> dict[str, int]:
+    """Ancestors with their shortest distance, the term itself at 0."""
+    return {term: 0, **dict(_cl()[term].get("ancestors") or {})}
+
+
+def resolve(term: str) -> str:
+    """A valid, current CL term: follows ``replaced_by`` for deprecated terms (with a warning)."""
+    info = _cl().get(term)
+    if info is None:
+        msg = f"{term!r} is not a Cell Ontology term"
+        raise ValueError(msg)
+    if info.get("deprecated"):
+        new = info.get("replaced_by")
+        if not new or new not in _cl():
+            msg = f"{term!r} ({info['label']}) is deprecated in the Cell Ontology and has no CL replacement"
+            raise ValueError(msg)
+        logg.warning(f"{term} ({info['label']}) is deprecated; using its replacement {new} ({label(new)})")
+        return resolve(new)
+    return term
+
+
+def map_labels(labels: Sequence[str], *, ids: Mapping[str, str] | None = None,
+               mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Map each label to a CL term (see module docstring for the order); one error lists all failures."""
+    exact, syn, norm = _indices()
+    out, failed = {}, []
+    for lab in labels:
+        term = (mapping or {}).get(lab) or (ids or {}).get(lab)
+        if term is None and CL_ID.match(lab):
+            term = lab
+        term = term or exact.get(lab) or syn.get(lab) or KNOWN_LABELS.get(lab) or norm.get(normalize(lab))
+        if term is None:
+            failed.append(lab)
+        else:
+            out[lab] = resolve(term)
+    if failed:
+        names = list(exact)
+        lines = [f"  {lab!r}: closest CL names {difflib.get_close_matches(lab, names, n=3, cutoff=0.0)}"
+                 for lab in failed]
+        msg = ("could not map these labels to Cell Ontology terms; pass ontology_mapping={label: 'CL:...'} "
+               "or an ontology_key column:\n" + "\n".join(lines))
+        raise ValueError(msg)
+    return out
+
+
+def ontology_hierarchy(term_of: Mapping[str, str]) -> Hierarchy:
+    """The CL tree joining the observed labels (``{label: CL term}``); see the module docstring for the rule."""
+    by_term: dict[str, list[str]] = {}
+    for lab, term in term_of.items():
+        by_term.setdefault(term, []).append(lab)
+    observed = sorted(by_term)
+    anc = {t: ancestors(t) for t in observed}
+    common = set.intersection(*(set(a) for a in anc.values()))
+    if not common:
+        msg = "the labels' Cell Ontology terms share no common ancestor"
+        raise ValueError(msg)
+    root = min(common, key=lambda a: (sum(anc[t][a] for t in observed), a))
+    below_root = lambda a: a == root or root in ancestors(a)  # noqa: E731
+    cover: dict[str, set[str]] = {}
+    for t in observed:
+        for a in anc[t]:
+            cover.setdefault(a, set()).add(t)
+    nodes = {a for a, ts in cover.items() if (len(ts) >= 2 or a in by_term) and below_root(a)} | {root}
+    parent_of = {}
+    for n in sorted(nodes - {root}):
+        cands = [(d, len(cover[a]), a) for a, d in ancestors(n).items() if a != n and a in nodes]
+        parent_of[n] = min(cands)[2]
+    leaf_names = set(term_of)
+
+    def name_of(term: str) -> str:
+        lab = label(term)
+        return lab if lab not in leaf_names else f"{lab} [{term}]"
+
+    def build(term: str) -> Node | None:
+        kids = [k for k in (build(c) for c in sorted(k for k, p in parent_of.items() if p == term)) if k]
+        labs = [Node(lab) for lab in sorted(by_term.get(term, []))]
+        if not kids and len(labs) <= 1:
+            return labs[0] if labs else None  # a grouping whose members all found nearer parents: dropped
+        return Node(name_of(term), labs + kids)
+
+    return Hierarchy(build(root))
