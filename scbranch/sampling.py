@@ -107,13 +107,15 @@ def sample_tree(
     *,
     sde: VPSDE,
     n_features: int,
+    heads: Mapping[int, int] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Generate cells of several types by walking their branches from t=1 down, sharing upstream steps.
 
     ``paths[type]`` lists the type's branch ids root first; ``bounds[b] = (t_start, t_end)``. Each branch runs
-    the steps of ``ts`` inside its interval (boundaries snapped to the nearest grid point) on as many rows as
+    the steps of ``ts`` inside its interval (boundaries snapped to the nearest grid point), passing the model
+    ``branch=heads[b]`` (default: ``b``; several branches may share a head), on as many rows as
     its most demanding type needs; at a branch point every child takes the first rows it needs. Cells of one
     type stay independent; cells of *different* types may share an upstream state, which is harmless for
     per-type distributions and is exactly what saves work.
@@ -143,7 +145,7 @@ def sample_tree(
             sub = steps_of(b)
             if len(sub) > 1:
                 xb = sampler(
-                    counter, xb, sub, sde=sde, extra_args={"branch": b}, generator=generator,
+                    counter, xb, sub, sde=sde, extra_args={"branch": (heads or {}).get(b, b)}, generator=generator,
                     callback=lambda _: pbar.update(1),
                 )
             walk(xb, members, depth + 1)

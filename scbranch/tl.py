@@ -108,7 +108,7 @@ def fit(
     ``.uns[key_added]["hierarchy"]``
         Newick string, branch times as branch lengths.
     ``.uns[key_added]["branches"]``
-        Table: branch, node, t_start, t_end, cell_types ("|"-joined).
+        Table: branch, node, t_start, t_end, cell_types ("|"-joined), head (the network head it uses).
     ``.uns[key_added]["branch_points"]``
         Table per internal node: time, raw_time, monotone_adjusted, conflict (text where the tree's topology
         disagrees with the data), children, last_pair, n_types; plus

@@ -15,7 +15,7 @@ def test_fit_writes_documented_keys(toy_model, toy_adata):
     assert adata.obsm["X_scbranch"].shape == (adata.n_obs, model.representation.n_features)
     assert set(sb.Hierarchy.from_newick(uns["hierarchy"]).leaves) == {"A", "B", "C"}
     br = uns["branches"]
-    assert list(br.columns) == ["branch", "node", "t_start", "t_end", "cell_types"]
+    assert list(br.columns) == ["branch", "node", "t_start", "t_end", "cell_types", "head"]
     assert (br.t_start < br.t_end).all() and br.t_end.max() == 1.0 and br.t_start.min() == 0.0
     bp = uns["branch_points"]
     assert len(bp) == 2 and bp.time.is_monotonic_decreasing

@@ -34,20 +34,40 @@ class BranchedDiffusion:
         self.config = config
         self.representation = representation
         self.hierarchy = hierarchy
-        self.branches = hierarchy.branches()
         self.types: list[str] = list(config["types"])
+        self._set_branches()
         with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
             torch.manual_seed(int(config.get("random_state", 0)))
             self.module = make_module(self._module_config())
         self.history: dict = {}
         self.is_trained = False
 
+    def _set_branches(self) -> None:
+        """Branch table of the hierarchy plus, per branch, the network head (and embedding) it uses.
+
+        Usually one head per branch; after :func:`~scbranch.tl.add_cell_type` (heads-only) a new node's
+        branch reuses the frozen head of the branch it was cut from, so old types stay exactly as they were.
+        """
+        df = self.hierarchy.branches()
+        heads = self.config.setdefault("heads", {n: i for i, n in enumerate(df.node)})
+        missing = sorted(set(df.node) - set(heads))
+        if missing:
+            msg = f"branches without a network head: {missing}"
+            raise ValueError(msg)
+        df["head"] = [int(heads[n]) for n in df.node]
+        self.branches = df
+
+    def type_paths(self) -> list[list[tuple[int, float]]]:
+        """Per type (model order): [(head, t_start)] from leaf to root, for the module's branch lookup."""
+        head = dict(zip(self.branches["branch"], self.branches["head"]))
+        return [[(int(head[b]), t) for b, t in p] for p in self.hierarchy.type_paths(self.types)]
+
     def _module_config(self) -> dict:
         c = self.config
         return {
             "n_features": self.representation.n_features,
-            "type_paths": self.hierarchy.type_paths(self.types),
-            "n_branches": len(self.branches),
+            "type_paths": self.type_paths(),
+            "n_branches": int(self.branches["head"].max()) + 1,
             **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
         }
 
@@ -134,22 +154,20 @@ class BranchedDiffusion:
         df = self.branches
         bounds = {int(r.branch): (float(r.t_start), float(r.t_end)) for r in df.itertuples()}
         paths = {ty: [b for b, _ in sorted(p, key=lambda bt: -bt[1])]
-                 for ty, p in zip(self.types, self.module_paths())}
+                 for ty, p in zip(self.types, self.hierarchy.type_paths(self.types))}
+        heads = dict(zip(df.branch.astype(int), df["head"].astype(int)))
         gen = torch.Generator().manual_seed(int(random_state))
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
         for group in groups:
             cells, st = sample_tree(self.module, SAMPLERS[sampler], paths, bounds, group, get_times(n_steps),
                                     sde=self.module.sde, n_features=self.representation.n_features,
-                                    generator=gen, progress=progress)
+                                    heads=heads, generator=gen, progress=progress)
             out.update(cells)
             stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]),
                      shared=bool(shared), random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
-
-    def module_paths(self) -> list[list[tuple[int, float]]]:
-        return self.hierarchy.type_paths(self.types)
 
     # ---- save / load ----------------------------------------------------------------------------------------
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:

@@ -61,14 +61,32 @@ class BranchedScoreNet(nn.Module):
         self.n_features, self.width = n_features, width
         self.inp = nn.Linear(n_features, width)
         self.time_emb = FourierTimeEmbedding(width)
-        self.branch_emb = nn.Embedding(n_branches, width)
-        nn.init.normal_(self.branch_emb.weight, std=0.02)
         self.blocks = nn.ModuleList([ResBlock(width, dropout=dropout) for _ in range(n_blocks)])
+        # one embedding vector and one head per branch, each its own parameter, so that a subset can be
+        # trained (continual learning) while the rest stay frozen
+        self.branch_emb = nn.ParameterList([nn.Parameter(0.02 * torch.randn(width)) for _ in range(n_branches)])
         self.heads = nn.ModuleList([self._new_head() for _ in range(n_branches)])
 
     @property
     def n_branches(self) -> int:
         return len(self.heads)
+
+    def add_branches(self, copy_from: list[int | None]) -> list[int]:
+        """Append one branch per entry: a fresh one (None) or a copy of branch ``i``; returns the new indices."""
+        new = []
+        for src in copy_from:
+            head = self._new_head()
+            emb = nn.Parameter(0.02 * torch.randn(self.width))
+            if src is not None:
+                head.load_state_dict(self.heads[src].state_dict())
+                emb.data.copy_(self.branch_emb[src].data)
+            self.heads.append(head)
+            self.branch_emb.append(emb)
+            new.append(len(self.heads) - 1)
+        return new
+
+    def branch_parameters(self, branches: list[int]) -> list[nn.Parameter]:
+        return [p for b in branches for p in (self.branch_emb[b], *self.heads[b].parameters())]
 
     def _new_head(self) -> nn.Linear:
         head = nn.Linear(self.width, self.n_features)
@@ -81,7 +99,8 @@ class BranchedScoreNet(nn.Module):
             t = t.expand(x.shape[0])
         scalar_branch = isinstance(branch, int)
         b_idx = torch.full((x.shape[0],), branch, dtype=torch.long, device=x.device) if scalar_branch else branch
-        cond = nn.functional.silu(self.time_emb(t) + self.branch_emb(b_idx))
+        emb = self.branch_emb[branch].expand(x.shape[0], -1) if scalar_branch else torch.stack(list(self.branch_emb))[b_idx]
+        cond = nn.functional.silu(self.time_emb(t) + emb)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, cond)
