@@ -81,7 +81,8 @@ def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
     return X
 
 
-def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small: bool) -> tuple[pd.Series, list[str]]:
+def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small: bool,
+                 min_types: int = 2) -> tuple[pd.Series, list[str]]:
     """Labels as strings (index = obs_names) and the list of types kept (sorted by size, largest first)."""
     if not isinstance(groupby, str) or groupby not in adata.obs.columns:
         cats = [c for c in adata.obs.columns if not pd.api.types.is_numeric_dtype(adata.obs[c])]
@@ -101,8 +102,8 @@ def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small:
     if len(small):
         logg.warning(f"dropping {len(small)} cell types with < {min_cells} cells: {list(small.index)}")
     kept = [str(k) for k in counts.index if counts[k] >= min_cells]
-    if len(kept) < 2:
-        msg = f"need at least 2 cell types with >= {min_cells} cells in adata.obs[{groupby!r}]; found {len(kept)}"
+    if len(kept) < min_types:
+        msg = f"need at least {min_types} cell type(s) with >= {min_cells} cells in adata.obs[{groupby!r}]; found {len(kept)}"
         raise ValueError(msg)
     return labels, kept
 

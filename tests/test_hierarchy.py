@@ -52,7 +52,7 @@ def test_times_must_decrease_towards_leaves():
     with pytest.raises(ValueError, match="must not increase"):
         Hierarchy.from_table(pd.DataFrame({"node": ["r", "ab", "a", "b", "c"], "parent": ["", "r", "ab", "ab", "r"],
                                            "time": [0.3, 0.5, 0, 0, 0]}))  # ab at 0.5 under a root at 0.3
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         Hierarchy.from_newick("((a:0.5,b:0.5):0.7,c:1.2);")
 
 

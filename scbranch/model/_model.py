@@ -89,6 +89,10 @@ class BranchedDiffusion:
     # ---- data ---------------------------------------------------------------------------------------------
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
         """Each cell of ``adata`` in model space (genes matched by name to the model's)."""
+        return self.representation.transform(self.get_lognorm(adata))
+
+    def get_lognorm(self, adata: ad.AnnData) -> np.ndarray:
+        """Log-normalized expression of ``adata`` on the model's genes, read and checked as at fit time."""
         X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
         missing = self.var_names.difference(var_names)
         if len(missing):
@@ -97,7 +101,7 @@ class BranchedDiffusion:
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
         kind = _anndata.check_expression(X, expected=self.config["input_kind"])
-        return self.representation.transform(_anndata.to_lognorm(X, kind))
+        return _anndata.to_lognorm(X, kind)
 
     # ---- training -------------------------------------------------------------------------------------------
     def train(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
@@ -179,7 +183,7 @@ class BranchedDiffusion:
         path.mkdir(parents=True, exist_ok=True)
         torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict()},
                    path / "model.pt")
-        hist = {k: np.asarray(v).tolist() for k, v in self.history.items()}
+        hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
         meta = {"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
                 "is_trained": self.is_trained, "representation": self.representation.kind}
         (path / "config.json").write_text(json.dumps(meta, indent=1))
@@ -194,7 +198,8 @@ class BranchedDiffusion:
         model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
         model.module.load_state_dict(state["module"])
         model.module.eval()
-        model.history = {k: np.asarray(v) if isinstance(v, list) else v for k, v in meta["history"].items()}
+        model.history = {k: np.asarray(v) if isinstance(v, list) and k != "continual" else v
+                         for k, v in meta["history"].items()}
         model.is_trained = meta["is_trained"]
         if adata is not None:
             model.get_latent(adata[:1])  # raises a clear error if genes or values don't fit the model

@@ -48,6 +48,10 @@ class BranchedDiffusionModule(nn.Module):
         super().__init__()
         self.sde = VPSDE(beta_min, beta_max)
         self.net = BranchedScoreNet(n_features, n_branches, width=width, n_blocks=n_blocks, dropout=dropout)
+        self.set_paths(type_paths)
+
+    def set_paths(self, type_paths: list[list[tuple[int, float]]]) -> None:
+        """(Re)set each type's (branch, t_start) path, e.g. after a cell type was added."""
         t_lo, ids = branch_paths(type_paths)
         self.register_buffer("path_t_lo", t_lo, persistent=False)
         self.register_buffer("path_ids", ids, persistent=False)

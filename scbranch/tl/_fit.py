@@ -10,13 +10,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from . import _anndata
-from . import _logging as logg
-from .hierarchy import Hierarchy, SeparationTest, calibrate_times, data_topology
-from .hierarchy import _ontology as ontology
-from .model import BranchedDiffusion
-from .module import VPSDE
-from .representation import REPRESENTATIONS
+from .. import _anndata
+from .. import _logging as logg
+from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology
+from ..hierarchy import _ontology as ontology
+from ..model import BranchedDiffusion
+from ..module import VPSDE
+from ..representation import REPRESENTATIONS
 
 __all__ = ["fit", "generate"]
 
@@ -70,6 +70,7 @@ def fit(
     lr: float = 2e-3,
     beta_min: float = 0.1,
     beta_max: float = 20.0,
+    branched: bool = True,
     random_state: int = 0,
     progress: bool = True,
     key_added: str = "scbranch",
@@ -96,8 +97,11 @@ def fit(
     max_epochs, max_steps
         Training budget; by default steps are chosen by data size (:func:`default_steps`). Training stops
         early when the validation loss stops improving.
+    branched
+        ``False`` fits the flat baseline in the same code: one branch per type over the whole time range
+        (a label-conditional diffusion model), for comparisons.
     random_state
-        Seed for the split, the network's initialisation, the training noise and the hierarchy tests.
+        Seed for the split, the network's initialisation and the training noise.
     key_added
         Prefix of the keys written.
 
@@ -153,7 +157,9 @@ def fit(
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
     test = SeparationTest(z, y, VPSDE(beta_min, beta_max))
-    if tree is None:
+    if not branched:
+        tree = Hierarchy(Node("root", [Node(t) for t in types], time=1.0))
+    elif tree is None:
         tree = data_topology(test, types)
     tree, branch_points, curves = calibrate_times(tree, test) if not tree.has_times else (tree, None, None)
     logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
@@ -183,7 +189,7 @@ def fit(
             "representation": representation, "n_comps": rep.n_comps, "layer": layer, "use_raw": use_raw,
             "input_kind": kind, "min_cells": min_cells, "drop_small": drop_small, "max_steps": max_steps,
             "batch_size": batch_size, "width": width, "n_blocks": n_blocks, "dropout": dropout, "lr": lr, "beta_min": beta_min,
-            "beta_max": beta_max, "random_state": random_state, "types": types,
+            "beta_max": beta_max, "branched": branched, "random_state": random_state, "types": types,
             "versions": {p: importlib.metadata.version(p) for p in ("scbranch", "torch", "anndata", "scvi-tools")},
         }),
         "training": {k: np.asarray(v) for k, v in hist.items()},

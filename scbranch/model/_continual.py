@@ -1,0 +1,150 @@
+"""Adding cell types to a trained model, and transmuting cells between types through their branch point.
+
+Placement: each new type is compared (same separation test as at fit time, same SDE) with cells *generated*
+by the model for the old types — the old training data are not needed. Its branch point is its earliest
+time of indistinguishability from any old type (its nearest relative, the "anchor"); a new node is cut
+into the anchor's path at that time, with the anchor's subtree and the new type as children.
+
+Two ways to train, as the seed paper's reviewers asked:
+
+* ``mode="heads"`` (seed method): the new node's branch *reuses the frozen head* of the branch it was cut
+  from, and only the new type's own leaf branch (a new head + embedding, initialised from the anchor's) is
+  trained. Trunk and old heads are frozen: old types generate bit-for-bit what they did before. The cost is
+  that the upstream branch the new type joins never learns it.
+* ``mode="replay"``: the new node gets a head of its own (a copy), and it and every branch above it are
+  fine-tuned together with the new leaf on the new cells *plus* cells replayed from the frozen model for the
+  old types, so the shared upstream branches learn the new type without forgetting the old ones. Branches
+  off that path, and the trunk, stay frozen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..hierarchy import Hierarchy, Node, SeparationTest
+
+
+def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_reference: int = 200,
+                    random_state: int = 0, progress: bool = False) -> list[tuple[str, str, float]]:
+    """[(new type, anchor old type, branch time)] from a separation test against generated old cells."""
+    ref, _ = model.sample(n_reference, n_steps=50, random_state=random_state, progress=progress)
+    z = np.concatenate([*ref.values(), z_new])
+    labels = np.concatenate([np.repeat(list(ref), [len(v) for v in ref.values()]), labels_new])
+    test = SeparationTest(z, labels, model.module.sde)
+    out = []
+    for new in dict.fromkeys(labels_new):
+        times = {old: test.curve([new], [old])["time"] for old in model.types}
+        anchor = min(times, key=lambda k: (times[k], k))
+        out.append((str(new), anchor, float(min(times[anchor], 0.999))))
+    return out
+
+
+def insert_leaf(tree: Hierarchy, new: str, anchor: str, time: float) -> tuple[Hierarchy, str, str]:
+    """Cut a node at ``time`` into ``anchor``'s path, with the new leaf beside the subtree below the cut.
+
+    Returns (new tree, name of the new node, name of the node whose branch was cut).
+    """
+    tree = tree.copy()
+    names = {n.name for n in tree.root.traverse()}
+    name = f"{new} + {anchor}"
+    while name in names:
+        name += "'"
+    # walk down from the root to the node whose branch [node.time, parent.time) holds `time`
+    parent, node = None, tree.root
+    while node.time > time:
+        parent = node
+        node = next(c for c in node.children if anchor in c.leaves())
+    cut = Node(name, [node, Node(new, time=0.0)], time=max(time, node.time))
+    if parent is None:
+        tree.root = cut
+    else:
+        parent.children[parent.children.index(node)] = cut
+    return Hierarchy(tree.root), name, node.name
+
+
+def ancestors_of(tree: Hierarchy, name: str) -> list[str]:
+    """Names of the nodes above ``name`` (nearest first)."""
+    path: list[str] = []
+
+    def walk(node, trail):
+        if node.name == name:
+            path.extend(reversed(trail))
+            return True
+        return any(walk(c, [*trail, node.name]) for c in node.children)
+
+    walk(tree.root, [])
+    return path
+
+
+def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: float | None, sampler, n_steps: int,
+                   generator: torch.Generator) -> tuple[np.ndarray, float]:
+    """Forward-noise ``z`` to the source/target branch time (or ``time``) and reverse down target's branches."""
+    from ..sampling import get_times, sample_tree
+
+    if time is None:
+        lca = [n for n in model.hierarchy.root.traverse() if {source, target} <= set(n.leaves())][-1]
+        time = float(lca.time)
+    x0 = torch.as_tensor(z, dtype=torch.float32)
+    t = torch.full((len(x0),), time)
+    xt, _, _ = model.module.sde.marginal(x0, t, torch.randn(x0.shape, generator=generator))
+    df = model.branches
+    ts = get_times(n_steps)
+    ts = torch.cat([torch.tensor([time]), ts[ts < time]])
+    bounds = {int(r.branch): (float(r.t_start), min(float(r.t_end), time)) for r in df.itertuples()
+              if r.t_start < time}
+    path = [b for b, _ in sorted(model.hierarchy.type_paths([target])[0], key=lambda bt: -bt[1]) if b in bounds]
+    heads = dict(zip(df["branch"].astype(int), df["head"].astype(int)))
+    out, _ = sample_tree(model.module, sampler, {target: path}, bounds, {target: len(x0)}, ts,
+                         sde=model.module.sde, n_features=x0.shape[1], heads=heads, generator=generator,
+                         progress=False, x_init=xt)
+    return out[target].numpy(), time
+
+
+def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: str = "heads", max_steps: int,
+                   n_replay: int = 300, random_state: int = 0, progress: bool = True) -> dict:
+    """Add the types in ``labels_new`` to ``model`` in place (see module docstring); returns a report."""
+    from ._training import train_module
+
+    if mode not in ("heads", "replay"):
+        msg = f"mode must be 'heads' or 'replay', got {mode!r}"
+        raise ValueError(msg)
+    old_types = list(model.types)
+    placements = place_new_types(model, z_new, labels_new, random_state=random_state)
+    replay = None
+    if mode == "replay":  # cells of the old types from the *frozen* model, drawn before anything changes
+        replay, _ = model.sample(n_replay, n_steps=100, random_state=random_state + 1, progress=progress)
+
+    net, heads = model.module.net, dict(model.config["heads"])
+    tree, trainable = model.hierarchy, []
+    for new, anchor, time in placements:
+        tree, cut_name, cut_from = insert_leaf(tree, new, anchor, time)
+        leaf_head = heads[anchor] if anchor in heads else None
+        if mode == "heads":
+            heads[cut_name] = heads[cut_from]  # the new node's branch keeps the frozen upstream head
+            (heads[new],) = net.add_branches([leaf_head])
+            trainable.append(heads[new])
+        else:
+            heads[cut_name], heads[new] = net.add_branches([heads[cut_from], leaf_head])
+            trainable += [heads[cut_name], heads[new]] + [heads[a] for a in ancestors_of(tree, cut_name)]
+    trainable = sorted(set(trainable))
+    model.hierarchy = tree
+    model.config["types"] = model.types = old_types + [p[0] for p in placements]
+    model.config["heads"] = heads
+    model._set_branches()
+    model.module.set_paths(model.type_paths())
+
+    z_train, y_train = z_new, np.asarray(labels_new)
+    if replay is not None:
+        z_train = np.concatenate([z_new, *replay.values()])
+        y_train = np.concatenate([y_train, np.repeat(list(replay), [len(v) for v in replay.values()])])
+    codes = np.asarray([model.types.index(t) for t in y_train])
+    params = net.branch_parameters(trainable)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(random_state))
+        hist = train_module(model.module, z_train.astype(np.float32), codes, max_steps=max_steps, params=params,
+                            random_state=random_state, progress=progress, balance=0.0 if replay is None else 0.5)
+    model.history.setdefault("continual", []).append(
+        {"mode": mode, "types": [p[0] for p in placements], "n_steps": hist["n_steps"],
+         "best_val_loss": hist["best_val_loss"], "trained_heads": trainable})
+    return {"placements": placements, "trained_heads": trainable, "history": hist}

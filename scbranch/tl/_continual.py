@@ -1,0 +1,180 @@
+"""Tools that use the branch tree: add cell types, transmute cells between types, augment rare types."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import _anndata
+from .. import _logging as logg
+from ..model import BranchedDiffusion
+from ..model._continual import add_cell_types, transmute_path
+from ..sampling import SAMPLERS
+from ._fit import default_steps, generate
+
+
+def add_cell_type(
+    model: BranchedDiffusion,
+    adata_new: ad.AnnData,
+    *,
+    groupby: str | None = None,
+    mode: Literal["heads", "replay"] = "heads",
+    min_cells: int = 5,
+    max_steps: int | None = None,
+    random_state: int = 0,
+    progress: bool = True,
+    key_added: str = "scbranch",
+) -> BranchedDiffusion:
+    """Add the cell types of ``adata_new`` to a trained model without its old training data.
+
+    Each new type is placed at its branch point against cells the model generates for the old types, then
+    trained with ``mode="heads"`` (only the new type's own branch; old types stay bit-for-bit unchanged) or
+    ``mode="replay"`` (also fine-tunes the upstream branches it joins, replaying old types from the frozen
+    model so they are not forgotten). Several types at once are fine.
+
+    Returns
+    -------
+    The updated model (modified in place), and writes to ``adata_new``: ``.obsm[f"X_{key_added}"]`` (model
+    space) and ``.uns[key_added]`` with the updated ``hierarchy``, ``branches`` and ``continual`` (each new
+    type's anchor type and branch time, the trained heads, steps and mode).
+    """
+    start = logg.info(f"adding cell types to the model ({mode})")
+    groupby = groupby or model.groupby
+    labels, types = _anndata.check_labels(adata_new, groupby, min_cells=min_cells, drop_small=False, min_types=1)
+    dup = sorted(set(types) & set(model.types))
+    if dup:
+        msg = f"cell types already in the model: {dup}; add only new types (the model knows {model.types})"
+        raise ValueError(msg)
+    if not model.is_trained:
+        msg = "the model is not trained"
+        raise RuntimeError(msg)
+    z_new = model.get_latent(adata_new)
+    steps = max_steps or int(np.clip(6 * adata_new.n_obs, 1000, 4000))
+    report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
+                            progress=progress)
+    adata_new.obsm[f"X_{key_added}"] = z_new
+    adata_new.uns[key_added] = {
+        "hierarchy": model.hierarchy.to_newick(),
+        "branches": model.branches.assign(cell_types=model.branches.cell_types.map("|".join)),
+        "continual": {
+            "placements": pd.DataFrame(report["placements"], columns=["cell_type", "anchor", "time"]),
+            "trained_heads": np.asarray(report["trained_heads"]),
+            "mode": mode, "n_steps": int(report["history"]["n_steps"]),
+        },
+    }
+    logg.info("    finished", time=start,
+              deep=f"placed {[(n, a, round(t, 3)) for n, a, t in report['placements']]}; "
+                   f"trained heads {report['trained_heads']}")
+    return model
+
+
+def transmute(
+    model: BranchedDiffusion,
+    adata: ad.AnnData,
+    *,
+    source: str,
+    target: str,
+    time: float | None = None,
+    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    n_steps: int = 200,
+    return_adata: bool = False,
+    random_state: int = 0,
+    key_added: str = "scbranch_transmuted",
+) -> ad.AnnData | None:
+    """Turn cells of ``source`` into ``target``: forward-noise them to their shared branch time, then run the
+    reverse process down ``target``'s branches. ``time`` overrides the branch time (e.g. a fixed time: the
+    baseline of the seed paper's reviewers).
+
+    Returns
+    -------
+    Writes ``.obsm[key_added]`` (model space; NaN for cells not of ``source``) and ``.uns[key_added]``
+    (source, target, time, sampler). With ``return_adata``, also returns a gene-space AnnData of the
+    transmuted cells (``.obs[groupby] = target``, ``.obs["transmuted_from"] = source``).
+    """
+    groupby = model.groupby
+    if groupby not in adata.obs:
+        msg = f"adata.obs has no {groupby!r} column (the model's groupby)"
+        raise KeyError(msg)
+    for role, ty in (("source", source), ("target", target)):
+        if ty not in model.types:
+            msg = f"unknown {role} type {ty!r}; the model knows {model.types}"
+            raise KeyError(msg)
+    if source == target:
+        msg = "source and target are the same type"
+        raise ValueError(msg)
+    if time is not None and not 0 < time <= 1:
+        msg = f"time must be in (0, 1], got {time}"
+        raise ValueError(msg)
+    if sampler not in SAMPLERS:
+        msg = f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}"
+        raise ValueError(msg)
+    mask = (adata.obs[groupby].astype(str) == source).to_numpy()
+    if not mask.any():
+        msg = f"no cells of {source!r} in adata.obs[{groupby!r}]"
+        raise ValueError(msg)
+    start = logg.info(f"transmuting {mask.sum()} {source!r} cells into {target!r}")
+    z = model.get_latent(adata[mask])
+    gen = torch.Generator().manual_seed(int(random_state))
+    z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=SAMPLERS[sampler],
+                                   n_steps=n_steps, generator=gen)
+    full = np.full((adata.n_obs, z.shape[1]), np.nan, dtype=np.float32)
+    full[mask] = z_out
+    adata.obsm[key_added] = full
+    adata.uns[key_added] = {"source": source, "target": target, "time": t_used, "sampler": sampler,
+                            "n_steps": n_steps, "random_state": random_state}
+    logg.info("    finished", time=start, deep=f"noised to t={t_used:.3f}; added .obsm[{key_added!r}]")
+    if not return_adata:
+        return None
+    obs = pd.DataFrame({groupby: pd.Categorical([target] * len(z_out)), "transmuted_from": source},
+                       index=adata.obs_names[mask] + "_transmuted")
+    out = ad.AnnData(model.representation.inverse_transform(z_out), obs=obs, var=pd.DataFrame(index=model.var_names))
+    out.obsm["X_scbranch"] = z_out
+    return out
+
+
+def augment(
+    adata: ad.AnnData,
+    model: BranchedDiffusion,
+    *,
+    min_cells: int = 300,
+    groupby: str | None = None,
+    random_state: int = 0,
+    progress: bool = True,
+    key_added: str = "scbranch",
+) -> ad.AnnData:
+    """Real cells plus synthetic cells for every type with fewer than ``min_cells``, up to ``min_cells``.
+
+    Returns
+    -------
+    A new AnnData (genes: the model's): the real cells' log-normalized expression followed by the synthetic
+    cells, ``.obs[groupby]``, ``.obs[f"{key_added}_synthetic"]`` (bool) and ``.obsm[f"X_{key_added}"]``.
+    """
+    groupby = groupby or model.groupby
+    labels, _ = _anndata.check_labels(adata, groupby, min_cells=1, drop_small=False, min_types=1)
+    counts = labels.value_counts()
+    unknown = sorted(set(counts.index[counts < min_cells]) - set(model.types))
+    if unknown:
+        msg = f"types below min_cells that the model cannot generate: {unknown}; add them with add_cell_type"
+        raise ValueError(msg)
+    need = {t: int(min_cells - counts.get(t, 0)) for t in model.types if counts.get(t, 0) < min_cells}
+    x_real = model.get_lognorm(adata)
+    z_real = model.representation.transform(x_real)
+    real = ad.AnnData(x_real,
+                      obs=pd.DataFrame({groupby: labels.to_numpy(), f"{key_added}_synthetic": False},
+                                       index=adata.obs_names),
+                      var=pd.DataFrame(index=model.var_names))
+    real.obsm[f"X_{key_added}"] = z_real
+    parts = [real]
+    if need:
+        syn = generate(model, need, random_state=random_state, progress=progress, key_added=key_added)
+        syn.obs[groupby] = syn.obs[groupby].astype(str)
+        parts.append(syn)
+    out = ad.concat(parts, merge="first")
+    out.obs[groupby] = pd.Categorical(out.obs[groupby])
+    out.uns[key_added] = {"augment": {"min_cells": min_cells, "added": need}}
+    logg.info(f"augmented {len(need)} types with {sum(need.values())} synthetic cells")
+    return out
