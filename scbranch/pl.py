@@ -10,7 +10,7 @@ import numpy as np
 
 from .hierarchy import Hierarchy
 
-__all__ = ["branch_points", "hierarchy", "synthetic_vs_real"]
+__all__ = ["branch_points", "hierarchy", "synthetic_vs_real", "transmutation"]
 
 
 def synthetic_vs_real(
@@ -135,3 +135,43 @@ def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: st
     ax.spines[["top", "right"]].set_visible(False)
     _finish(ax.figure, save, show)
     return ax
+
+
+def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted", n_markers: int = 6,
+                  save: str | Path | None = None, show: bool = False):
+    """Source, transmuted and target cells in the model space, and the mean expression of the genes most
+    up in the target vs the source (real cells) for each group. Returns the two Axes."""
+    if key not in adata.uns or key not in adata.obsm:
+        msg = f"no transmutation under {key!r}; run scbranch.tl.transmute first"
+        raise KeyError(msg)
+    info, groupby = adata.uns[key], model.groupby
+    labels = adata.obs[groupby].astype(str).to_numpy()
+    src, tgt = labels == info["source"], labels == info["target"]
+    z_real, z_tr = model.get_latent(adata), adata.obsm[key][src]
+    x_real = model.get_lognorm(adata)
+    x_tr = model.to_genes(z_tr, [info["target"]] * len(z_tr))
+    up = x_real[tgt].mean(0) - x_real[src].mean(0)
+    genes = np.argsort(-up)[:n_markers]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.2]})
+    ax = axes[0]
+    ax.scatter(z_real[~(src | tgt), 0], z_real[~(src | tgt), 1], s=4, color="0.85", label="other cells")
+    ax.scatter(z_real[src, 0], z_real[src, 1], s=8, color="tab:blue", label=f"source: {info['source']}")
+    ax.scatter(z_real[tgt, 0], z_real[tgt, 1], s=8, color="tab:green", label=f"target: {info['target']}")
+    ax.scatter(z_tr[:, 0], z_tr[:, 1], s=8, color="tab:red", marker="x", label="transmuted")
+    ax.set_xlabel("scbranch 1")
+    ax.set_ylabel("scbranch 2")
+    ax.set_title(f"transmutation via t = {info['time']:.2f}")
+    ax.legend(fontsize=7, frameon=False)
+    ax = axes[1]
+    width = 0.27
+    pos = np.arange(len(genes))
+    for k, (vals, name, color) in enumerate(((x_real[src], "source", "tab:blue"), (x_tr, "transmuted", "tab:red"),
+                                             (x_real[tgt], "target", "tab:green"))):
+        ax.bar(pos + (k - 1) * width, vals[:, genes].mean(0), width, color=color, label=name)
+    ax.set_xticks(pos)
+    ax.set_xticklabels(np.asarray(model.var_names)[genes], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("mean log-normalized expression")
+    ax.set_title(f"top {len(genes)} genes up in {info['target']} vs {info['source']}")
+    ax.legend(fontsize=7, frameon=False)
+    _finish(fig, save, show)
+    return axes

@@ -44,9 +44,9 @@ class PCARepresentation:
     def transform(self, X: np.ndarray) -> np.ndarray:
         return (((X - self.mean_) @ self.components_.T) / self.scale_).astype(np.float32)
 
-    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        X = (Z * self.scale_) @ self.components_ + self.mean_
-        return np.clip(X, 0.0, None).astype(np.float32)
+    def inverse_transform(self, Z: np.ndarray, *, clip: bool = True) -> np.ndarray:
+        X = ((Z * self.scale_) @ self.components_ + self.mean_).astype(np.float32)
+        return np.clip(X, 0.0, None) if clip else X
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {

@@ -72,17 +72,68 @@ def sample_ddim(model, x, ts, *, sde: VPSDE, extra_args=None, generator=None, ca
     return x
 
 
+@torch.no_grad()
+def sample_dpm_solver_2(model, x, ts, *, sde: VPSDE, extra_args=None, generator=None, callback=None):
+    """DPM-Solver-2 (Lu et al. 2022, single-step, midpoint in log-SNR): a second-order exponential
+    integrator of the probability-flow ODE for VP SDEs; 2 network evaluations per step."""
+    for i in range(len(ts) - 1):
+        t, t_next = ts[i], ts[i + 1]
+        lam, lam_next = sde.log_snr(t), sde.log_snr(t_next)
+        h = lam_next - lam
+        s = sde.t_of_log_snr(lam + h / 2)
+        (a, _), (a_s, sig_s), (a_next, sig_next) = sde.alpha_sigma(t), sde.alpha_sigma(s), sde.alpha_sigma(t_next)
+        eps = _eps(model, x, t, extra_args)
+        u = (a_s / a) * x - sig_s * torch.expm1(h / 2) * eps
+        eps_s = _eps(model, u, s, extra_args)
+        x = (a_next / a) * x - sig_next * torch.expm1(h) * eps_s
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x})
+    return x
+
+
+@torch.no_grad()
+def sample_pc(model, x, ts, *, sde: VPSDE, extra_args=None, generator=None, callback=None, snr: float = 0.16):
+    """Predictor–corrector (Song et al. 2021): a reverse-SDE Euler–Maruyama step, then one Langevin
+    corrector step at the new time with step size set by the target signal-to-noise ratio ``snr``."""
+    for i in range(len(ts) - 1):
+        t_next = ts[i + 1]
+        x = sample_euler_maruyama(model, x, ts[i : i + 2], sde=sde, extra_args=extra_args, generator=generator)
+        if t_next > T_EPS * (1 + 1e-6):
+            _, sigma = sde.alpha_sigma(t_next)
+            score = -_eps(model, x, t_next, extra_args) / sigma
+            z = torch.randn(x.shape, generator=generator, device=x.device)
+            step = 2 * (snr * z.norm(dim=1).mean() / score.norm(dim=1).mean().clamp_min(1e-8)) ** 2
+            x = x + step * score + (2 * step).sqrt() * z
+        if callback is not None:
+            callback({"i": i, "t": ts[i], "x": x})
+    return x
+
+
 SAMPLERS: dict[str, Callable] = {
     "euler_maruyama": sample_euler_maruyama,
+    "pc": sample_pc,
     "heun": sample_heun,
     "ddim": sample_ddim,
+    "dpm_solver_2": sample_dpm_solver_2,
 }
-EVALS_PER_STEP = {"euler_maruyama": 1, "heun": 2, "ddim": 1}
+EVALS_PER_STEP = {"euler_maruyama": 1, "pc": 2, "heun": 2, "ddim": 1, "dpm_solver_2": 2}
 
 
-def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0) -> torch.Tensor:
-    """Uniform descending time grid with ``n_steps`` steps."""
-    return torch.linspace(t_max, t_min, n_steps + 1)
+def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0, *, spacing: str = "uniform",
+              sde: VPSDE | None = None) -> torch.Tensor:
+    """Descending time grid with ``n_steps`` steps: ``"uniform"`` in t, or ``"logsnr"`` (uniform in
+    log-SNR λ, the spacing DPM-Solver uses: more steps at low noise, where cells take shape)."""
+    if spacing == "uniform":
+        return torch.linspace(t_max, t_min, n_steps + 1)
+    if spacing == "logsnr":
+        sde = sde or VPSDE()
+        lam = torch.linspace(float(sde.log_snr(torch.tensor(t_max))), float(sde.log_snr(torch.tensor(t_min))),
+                             n_steps + 1)
+        ts = sde.t_of_log_snr(lam)
+        ts[0], ts[-1] = t_max, t_min
+        return ts
+    msg = f"unknown spacing {spacing!r}; use 'uniform' or 'logsnr'"
+    raise ValueError(msg)
 
 
 class CountingModel:

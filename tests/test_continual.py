@@ -85,7 +85,7 @@ def test_add_existing_type_is_an_error_and_changes_nothing(three_type_model, tmp
     assert model.types == ["A", "B", "C"]
 
 
-def test_transmute_moves_cells_toward_target(three_type_model):
+def test_transmute_moves_cells_toward_target(three_type_model, tmp_path):
     model, old = three_type_model
     adata = old.copy()
     out = sb.tl.transmute(model, adata, source="A", target="C", return_adata=True)
@@ -98,6 +98,8 @@ def test_transmute_moves_cells_toward_target(three_type_model):
     assert np.linalg.norm(moved - cents["C"]) < 0.5 * np.linalg.norm(cents["A"] - cents["C"])
     t_shared = adata.uns["scbranch_transmuted"]["time"]
     assert t_shared == pytest.approx(model.hierarchy.root.time)  # A and C only meet at the root
+    axes = sb.pl.transmutation(adata, model, save=tmp_path / "tr.png")
+    assert len(axes) == 2 and (tmp_path / "tr.png").stat().st_size > 5000
 
 
 def test_transmute_errors_leave_adata_unchanged(three_type_model):

@@ -36,6 +36,14 @@ def test_samplers_recover_known_gaussian(name):
     torch.testing.assert_close(out.std(0), torch.full((2,), S0), atol=0.03, rtol=0)
 
 
+def test_log_snr_round_trip_and_logsnr_grid():
+    t = torch.linspace(0.01, 1, 7)
+    torch.testing.assert_close(SDE.t_of_log_snr(SDE.log_snr(t)), t, atol=1e-5, rtol=0)
+    ts = get_times(20, spacing="logsnr")
+    assert ts[0] == 1 and ts[-1] == pytest.approx(1e-3) and (ts.diff() < 0).all()
+    assert (ts[:-1] - ts[1:])[-5:].mean() < (ts[:-1] - ts[1:])[:5].mean()  # finer steps at low noise
+
+
 def test_branch_lookup_follows_type_paths():
     # types 0,1 share branch 0 above t=0.6, then branches 1/2; type 2 has branch 3 over all of [0, 1]
     paths = [[(0, 0.6), (1, 0.0)], [(0, 0.6), (2, 0.0)], [(3, 0.0)]]

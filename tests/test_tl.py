@@ -74,11 +74,11 @@ def test_synthetic_cells_land_near_their_own_type(toy_model):
     assert table["ok"].all(), table
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "heun", "euler_maruyama"])
+@pytest.mark.parametrize("sampler", ["ddim", "heun", "euler_maruyama", "pc", "dpm_solver_2"])
 def test_every_sampler_runs_through_the_tree(toy_model, sampler):
     model, _ = toy_model
-    syn = sb.tl.generate(model, 5, sampler=sampler, n_steps=20, progress=False)
-    per_step = 2 if sampler == "heun" else 1
+    syn = sb.tl.generate(model, 5, sampler=sampler, n_steps=20, spacing="logsnr", progress=False)
+    per_step = 2 if sampler in ("heun", "pc", "dpm_solver_2") else 1
     assert syn.n_obs == 15 and syn.uns["scbranch"]["generate"]["nfe_per_trajectory"] == 20 * per_step
 
 

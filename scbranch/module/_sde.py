@@ -39,6 +39,17 @@ class VPSDE:
         sigma = (-torch.expm1(2 * log_a)).clamp_min(1e-12).sqrt()
         return alpha, sigma
 
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """λ(t) = log(α/σ), the half log signal-to-noise ratio; decreasing in t."""
+        alpha, sigma = self.alpha_sigma(t)
+        return alpha.log() - sigma.log()
+
+    def t_of_log_snr(self, lam: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`log_snr` (closed form for the linear schedule)."""
+        log_alpha = -0.5 * torch.nn.functional.softplus(-2 * lam)  # log α = -½ log(1 + e^{-2λ})
+        delta = self.beta_max - self.beta_min
+        return (-self.beta_min + (self.beta_min**2 - 4 * delta * log_alpha).sqrt()) / delta
+
     def marginal(
         self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -52,10 +52,12 @@ def add_cell_type(
     if not model.is_trained:
         msg = "the model is not trained"
         raise RuntimeError(msg)
-    z_new = model.get_latent(adata_new)
+    x_new = model.get_lognorm(adata_new)
+    z_new = model.representation.transform(x_new)
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 1000, 4000))
     report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
                             progress=progress)
+    model.set_residual(x_new, labels.to_numpy())
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
@@ -131,7 +133,7 @@ def transmute(
         return None
     obs = pd.DataFrame({groupby: pd.Categorical([target] * len(z_out)), "transmuted_from": source},
                        index=adata.obs_names[mask] + "_transmuted")
-    out = ad.AnnData(model.representation.inverse_transform(z_out), obs=obs, var=pd.DataFrame(index=model.var_names))
+    out = ad.AnnData(model.to_genes(z_out, [target] * len(z_out)), obs=obs, var=pd.DataFrame(index=model.var_names))
     out.obsm["X_scbranch"] = z_out
     return out
 

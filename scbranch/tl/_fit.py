@@ -177,6 +177,7 @@ def fit(
     t0 = logg.info(f"    training {len(model.branches)} branches for up to {max_steps} steps")
     hist = model.train(z, y, max_steps=max_steps, batch_size=batch_size, lr=lr, random_state=random_state,
                        progress=progress)
+    model.set_residual(X_ln[train_mask], y)
     logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
 
     # ---- write (only now, all validation has passed) ----
@@ -211,8 +212,9 @@ def generate(
     model: BranchedDiffusion,
     n_cells: int | Mapping[str, int] = 100,
     *,
-    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    sampler: Literal["ddim", "dpm_solver_2", "heun", "euler_maruyama", "pc"] = "ddim",
     n_steps: int | None = None,
+    spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
     random_state: int = 0,
     progress: bool = True,
@@ -226,8 +228,9 @@ def generate(
         A trained model from :func:`fit`.
     n_cells
         Cells per type: an int for every type, or ``{type: n}``.
-    sampler, n_steps
-        Reverse-diffusion sampler and its number of steps (defaults: ddim 200, heun 100, euler_maruyama 1000).
+    sampler, n_steps, spacing
+        Reverse-diffusion sampler and its number of steps (defaults: ddim 200, dpm_solver_2 50, heun 100,
+        euler_maruyama 1000, pc 500), on a time grid ``"uniform"`` in t or uniform in log-SNR.
     shared
         Share upstream steps between types (the tree walk). ``False`` samples each type alone (same
         distribution, more network evaluations).
@@ -239,7 +242,7 @@ def generate(
     (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
     """
     start = logg.info(f"generating cells with {sampler}")
-    cells, stats = model.sample(n_cells, sampler=sampler, n_steps=n_steps, shared=shared,
+    cells, stats = model.sample(n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
                                 random_state=random_state, progress=progress)
     z = np.concatenate(list(cells.values())).astype(np.float32)
     labels = np.concatenate([[ty] * len(v) for ty, v in cells.items()])
@@ -248,7 +251,7 @@ def generate(
          f"{key_added}_synthetic": True},
         index=[f"synthetic_{i}" for i in range(len(z))],
     )
-    syn = ad.AnnData(X=model.representation.inverse_transform(z), obs=obs, var=pd.DataFrame(index=model.var_names))
+    syn = ad.AnnData(X=model.to_genes(z, labels), obs=obs, var=pd.DataFrame(index=model.var_names))
     syn.obsm[f"X_{key_added}"] = z
     syn.uns[key_added] = {"generate": stats}
     logg.info("    finished", time=start,

@@ -1,0 +1,64 @@
+"""Shared benchmark plumbing: a stratified real-data split, one evaluation space, per-type quality."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+import scbranch as sb
+from scbranch import metrics
+
+GROUPBY = "bulk_labels"
+
+
+def split_pbmc(test_fraction: float = 0.3, random_state: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
+    """pbmc68k_reduced (.raw, log-normalized), split per type into train and held-out test cells."""
+    adata = sb.datasets.pbmc68k()
+    rng = np.random.default_rng(random_state)
+    test = np.zeros(adata.n_obs, bool)
+    for t in adata.obs[GROUPBY].unique():
+        idx = np.flatnonzero(adata.obs[GROUPBY] == t)
+        test[rng.choice(idx, max(1, int(round(test_fraction * len(idx)))), replace=False)] = True
+    return adata[~test].copy(), adata[test].copy()
+
+
+class Evaluator:
+    """Held-out real cells in a PCA space fitted on the real *training* cells; scores any gene-space cells."""
+
+    def __init__(self, train: ad.AnnData, test: ad.AnnData, n_comps: int = 30):
+        self.project = metrics.fit_eval_pca(np.asarray(train.X.todense() if hasattr(train.X, "todense") else train.X),
+                                            n_comps)
+        self.train, self.test = train, test
+        self.z_test = self.project(_dense(test.X))
+        self.y_test = test.obs[GROUPBY].astype(str).to_numpy()
+        self.z_train = self.project(_dense(train.X))
+        self.y_train = train.obs[GROUPBY].astype(str).to_numpy()
+
+    def per_type(self, x_syn: np.ndarray, y_syn) -> pd.DataFrame:
+        return metrics.per_type_quality(self.z_test, self.y_test, self.project(x_syn), y_syn)
+
+    def floor(self) -> pd.DataFrame:
+        """Real training cells vs real test cells: what a perfect generator would score."""
+        return metrics.per_type_quality(self.z_test, self.y_test, self.z_train, self.y_train)
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.todense()) if hasattr(x, "todense") else np.asarray(x)
+
+
+@contextmanager
+def timer(store: dict, key: str):
+    t0 = time.perf_counter()
+    yield
+    store[key] = time.perf_counter() - t0
+
+
+def write_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=float))
