@@ -28,7 +28,8 @@ from ..hierarchy import Hierarchy, Node, SeparationTest
 def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_reference: int = 200,
                     random_state: int = 0, progress: bool = False) -> list[tuple[str, str, float]]:
     """[(new type, anchor old type, branch time)] from a separation test against generated old cells."""
-    ref, _ = model.sample(n_reference, n_steps=50, random_state=random_state, progress=progress)
+    ref, _ = model.sample(n_reference, sampler="dpm_solver_2", n_steps=15, spacing="logsnr",
+                          random_state=random_state, progress=progress)
     z = np.concatenate([*ref.values(), z_new])
     labels = np.concatenate([np.repeat(list(ref), [len(v) for v in ref.values()]), labels_new])
     test = SeparationTest(z, labels, model.module.sde)
@@ -113,7 +114,8 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     placements = place_new_types(model, z_new, labels_new, random_state=random_state)
     replay = None
     if mode == "replay":  # cells of the old types from the *frozen* model, drawn before anything changes
-        replay, _ = model.sample(n_replay, n_steps=100, random_state=random_state + 1, progress=progress)
+        replay, _ = model.sample(n_replay, sampler="dpm_solver_2", n_steps=25, spacing="logsnr",
+                                 random_state=random_state + 1, progress=progress)
 
     net, heads = model.module.net, dict(model.config["heads"])
     tree, trainable = model.hierarchy, []

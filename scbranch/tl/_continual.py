@@ -54,7 +54,7 @@ def add_cell_type(
         raise RuntimeError(msg)
     x_new = model.get_lognorm(adata_new)
     z_new = model.representation.transform(x_new)
-    steps = max_steps or int(np.clip(6 * adata_new.n_obs, 1000, 4000))
+    steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
     report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
                             progress=progress)
     model.set_residual(x_new, labels.to_numpy())
@@ -133,7 +133,8 @@ def transmute(
         return None
     obs = pd.DataFrame({groupby: pd.Categorical([target] * len(z_out)), "transmuted_from": source},
                        index=adata.obs_names[mask] + "_transmuted")
-    out = ad.AnnData(model.to_genes(z_out, [target] * len(z_out)), obs=obs, var=pd.DataFrame(index=model.var_names))
+    out = ad.AnnData(model.to_genes(z_out, [target] * len(z_out), random_state=random_state), obs=obs,
+                     var=pd.DataFrame(index=model.var_names))
     out.obsm["X_scbranch"] = z_out
     return out
 

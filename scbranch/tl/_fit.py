@@ -251,7 +251,8 @@ def generate(
          f"{key_added}_synthetic": True},
         index=[f"synthetic_{i}" for i in range(len(z))],
     )
-    syn = ad.AnnData(X=model.to_genes(z, labels), obs=obs, var=pd.DataFrame(index=model.var_names))
+    syn = ad.AnnData(X=model.to_genes(z, labels, random_state=random_state), obs=obs,
+                     var=pd.DataFrame(index=model.var_names))
     syn.obsm[f"X_{key_added}"] = z
     syn.uns[key_added] = {"generate": stats}
     logg.info("    finished", time=start,
