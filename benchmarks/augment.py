@@ -72,7 +72,7 @@ def main():
     parser.add_argument("--min-cells", type=int, default=100)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--flat-time", type=float, default=0.5, help="fixed noise time of the flat baseline")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/augment.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "augment.json")
     args = parser.parse_args()
     logging.getLogger("scbranch").setLevel(logging.WARNING)
     train, test = split_pbmc()

@@ -51,7 +51,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-type", default="CD56+ NK")
     parser.add_argument("--max-steps", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/continual.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "continual.json")
     args = parser.parse_args()
     logging.getLogger("scbranch").setLevel(logging.WARNING)
     train, test = split_pbmc()

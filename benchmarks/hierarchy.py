@@ -65,7 +65,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16, 32])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hierarchy.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "hierarchy.json")
     args = parser.parse_args()
     rows = [run(k, s) for k in args.ks for s in range(args.seeds)]
     print("| types | cells | RF (mean, max over seeds) | max possible RF | Spearman(time, true separation) | seconds |")

@@ -67,6 +67,35 @@ def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, rand
     return {"table": table, "shared": shared_st, "alone": alone_st, "n_ok": n_ok}
 
 
+def _fit(args) -> int:
+    import anndata as ad
+
+    from . import tl
+
+    adata = ad.read_h5ad(args.data)
+    model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer, use_raw=args.use_raw,
+                   max_steps=args.max_steps, branched=not args.flat, random_state=args.seed,
+                   progress=not args.no_progress)
+    model.save(args.out, overwrite=args.overwrite)
+    logg.info(f"saved the model to {args.out}/ (hierarchy: {model.hierarchy.to_newick()})")
+    return 0
+
+
+def _generate(args) -> int:
+    from . import tl
+    from .model import BranchedDiffusion
+
+    model = BranchedDiffusion.load(args.model)
+    n_cells = args.n
+    if args.types:
+        n_cells = dict.fromkeys(args.types, args.n)
+    syn = tl.generate(model, n_cells, sampler=args.sampler, n_steps=args.n_steps, random_state=args.seed,
+                      progress=not args.no_progress)
+    syn.write_h5ad(args.out)
+    logg.info(f"wrote {syn.n_obs} synthetic cells to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scbranch", description="Hierarchically branched diffusion for single cells.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,12 +106,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: chosen by data size)")
     p.add_argument("--seed", type=int, default=0, help="random_state for everything (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    f = sub.add_parser("fit", help="train a model on an .h5ad file and save it to a folder")
+    f.add_argument("data", type=Path, help="input .h5ad (counts or log-normalized expression)")
+    f.add_argument("--groupby", required=True, help="obs column with the cell type labels")
+    f.add_argument("--out", type=Path, required=True, help="folder to save the model in")
+    f.add_argument("--hierarchy", default=None,
+                   help="'data' (default), 'cl' (Cell Ontology + data times), or a Newick string or file")
+    f.add_argument("--layer", default=None, help="read expression from this layer instead of .X")
+    f.add_argument("--use-raw", action="store_true", help="read expression from .raw")
+    f.add_argument("--max-steps", type=int, default=None, help="training steps (default: chosen by data size)")
+    f.add_argument("--flat", action="store_true", help="fit the flat label-conditional baseline instead")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    f.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
+    f.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    g = sub.add_parser("generate", help="generate synthetic cells from a saved model into an .h5ad file")
+    g.add_argument("model", type=Path, help="folder written by 'scbranch fit'")
+    g.add_argument("--n", type=int, default=100, help="cells per type (default: %(default)s)")
+    g.add_argument("--types", nargs="+", default=None, help="only these types (default: all)")
+    g.add_argument("--out", type=Path, required=True, help="output .h5ad")
+    g.add_argument("--sampler", default="ddim", choices=["ddim", "dpm_solver_2", "heun", "euler_maruyama", "pc"],
+                   help="reverse-diffusion sampler (default: %(default)s)")
+    g.add_argument("--n-steps", type=int, default=None, help="sampler steps (default: per sampler)")
+    g.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         res = demo(args.out, n_per_type=args.n_per_type, max_steps=args.max_steps, random_state=args.seed,
                    progress=not args.no_progress)
         return 0 if res["n_ok"] > 0 else 1
-    return 2
+    return _fit(args) if args.command == "fit" else _generate(args)
 
 
 if __name__ == "__main__":

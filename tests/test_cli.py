@@ -20,3 +20,15 @@ def test_quickstart_tutorial_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(Path(__file__).parents[1] / "tutorials" / "01_quickstart.py"))
     assert (tmp_path / "quickstart_real_vs_synthetic.png").exists()
+
+
+def test_fit_and_generate_commands(tmp_path, toy_adata):
+    data = tmp_path / "toy.h5ad"
+    toy_adata.write_h5ad(data)
+    assert main(["fit", str(data), "--groupby", "cell_type", "--out", str(tmp_path / "m"), "--max-steps", "50",
+                 "--no-progress"]) == 0
+    assert main(["generate", str(tmp_path / "m"), "--n", "7", "--types", "A", "C", "--out", str(tmp_path / "s.h5ad"),
+                 "--no-progress"]) == 0
+    syn = ad.read_h5ad(tmp_path / "s.h5ad")
+    assert syn.obs["cell_type"].value_counts().to_dict() == {"A": 7, "C": 7}
+    assert list(syn.var_names) == list(toy_adata.var_names)
