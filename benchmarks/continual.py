@@ -40,7 +40,9 @@ def flat_finetune_new_only(model, new_cells, new_type, steps, seed):
     model.config["types"] = model.types = [*model.types, new_type]
     model._set_branches()
     model.module.set_paths(model.type_paths())
-    z = model.get_latent(new_cells)
+    x = model.get_lognorm(new_cells)
+    z = model.representation.transform(x)
+    model.set_residual(x, [new_type] * len(x))
     codes = np.full(len(z), model.types.index(new_type))
     with torch.random.fork_rng():
         torch.manual_seed(seed)

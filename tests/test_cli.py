@@ -1,4 +1,5 @@
 import anndata as ad
+import pytest
 
 from scbranch.cli import main
 
@@ -12,14 +13,16 @@ def test_demo_writes_outputs(tmp_path, caplog):
     assert "generate" in both.uns["scbranch"] and (tmp_path / "model" / "model.pt").exists()
 
 
-def test_quickstart_tutorial_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["01_quickstart", "02_cell_ontology_and_augmentation",
+                                  "03_add_cell_type_and_transmute"])
+def test_tutorial_runs(tmp_path, monkeypatch, name):
     import runpy
     from pathlib import Path
 
     monkeypatch.setenv("SCBRANCH_TUTORIAL_STEPS", "100")
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(Path(__file__).parents[1] / "tutorials" / "01_quickstart.py"))
-    assert (tmp_path / "quickstart_real_vs_synthetic.png").exists()
+    runpy.run_path(str(Path(__file__).parents[1] / "tutorials" / f"{name}.py"))
+    assert list(tmp_path.glob("*.png")), "the tutorial wrote no figure"
 
 
 def test_fit_and_generate_commands(tmp_path, toy_adata):
