@@ -60,6 +60,10 @@ class BranchedDiffusion:
         df["head"] = [int(heads[n]) for n in df.node]
         self.branches = df
 
+    def branches_table(self) -> pd.DataFrame:
+        """The branch table as written to ``.uns`` (cell types "|"-joined so it stores in .h5ad)."""
+        return self.branches.assign(cell_types=self.branches.cell_types.map("|".join))
+
     def type_paths(self) -> list[list[tuple[int, float]]]:
         """Per type (model order): [(head, t_start)] from leaf to root, for the module's branch lookup."""
         head = dict(zip(self.branches["branch"], self.branches["head"]))

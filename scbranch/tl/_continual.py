@@ -61,7 +61,7 @@ def add_cell_type(
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
-        "branches": model.branches.assign(cell_types=model.branches.cell_types.map("|".join)),
+        "branches": model.branches_table(),
         "continual": {
             "placements": pd.DataFrame(report["placements"], columns=["cell_type", "anchor", "time"]),
             "trained_heads": np.asarray(report["trained_heads"]),

@@ -181,10 +181,9 @@ def fit(
     logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
 
     # ---- write (only now, all validation has passed) ----
-    branches = model.branches.assign(cell_types=model.branches.cell_types.map("|".join))
     uns = {
         "hierarchy": tree.to_newick(),
-        "branches": branches,
+        "branches": model.branches_table(),
         "params": _anndata.to_h5ad_safe({
             "groupby": groupby, "hierarchy_source": "cl" if from_ontology else ("data" if from_data else "given"),
             "representation": representation, "n_comps": rep.n_comps, "layer": layer, "use_raw": use_raw,
