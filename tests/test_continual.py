@@ -133,3 +133,5 @@ def test_flat_baseline_has_one_branch_per_type(four_types):
     assert len(model.branches) == 4 and (model.branches.t_start == 0).all() and (model.branches.t_end == 1).all()
     gen = sb.tl.generate(model, 10, n_steps=40, progress=False).uns["scbranch"]["generate"]
     assert gen["nfe"] == 4 * 40 and gen["n_evals"] == 4 * 10 * 40
+    with pytest.raises(ValueError, match="no hierarchy"):
+        sb.tl.fit(four_types.copy(), groupby="cell_type", branched=False, hierarchy=TREE4, **FAST)

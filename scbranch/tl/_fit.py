@@ -128,6 +128,9 @@ def fit(
     if representation not in REPRESENTATIONS:
         msg = f"unknown representation {representation!r}; choose from {list(REPRESENTATIONS)}"
         raise ValueError(msg)
+    if not branched and not (hierarchy is None or (isinstance(hierarchy, str) and hierarchy == "data")):
+        msg = "branched=False fits the flat baseline, which has no hierarchy; drop hierarchy= or branched=False"
+        raise ValueError(msg)
     labels, types = _anndata.check_labels(adata, groupby, min_cells=min_cells, drop_small=drop_small)
     from_ontology = isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES
     if from_ontology:
