@@ -37,7 +37,7 @@ def flat_finetune_new_only(model, new_cells, new_type, steps, seed):
 
     model.hierarchy = Hierarchy(Node("root", [*model.hierarchy.root.children, Node(new_type)], time=1.0))
     (model.config["heads"][new_type],) = model.module.net.add_branches([None])
-    model.config["types"] = model.types = [*model.types, new_type]
+    model.config["types"] = [*model.types, new_type]
     model._set_branches()
     model.module.set_paths(model.type_paths())
     x = model.get_lognorm(new_cells)

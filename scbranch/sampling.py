@@ -119,6 +119,14 @@ SAMPLERS: dict[str, Callable] = {
 EVALS_PER_STEP = {"euler_maruyama": 1, "pc": 2, "heun": 2, "ddim": 1, "dpm_solver_2": 2}
 
 
+def get_sampler(name: str) -> Callable:
+    """The sampler called ``name``, or a clear error listing the choices."""
+    if name not in SAMPLERS:
+        msg = f"unknown sampler {name!r}; choose from {list(SAMPLERS)}"
+        raise ValueError(msg)
+    return SAMPLERS[name]
+
+
 def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0, *, spacing: str = "uniform",
               sde: VPSDE | None = None) -> torch.Tensor:
     """Descending time grid with ``n_steps`` steps: ``"uniform"`` in t, or ``"logsnr"`` (uniform in

@@ -89,13 +89,12 @@ def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: floa
     x0 = torch.as_tensor(z, dtype=torch.float32)
     t = torch.full((len(x0),), time)
     xt, _, _ = model.module.sde.marginal(x0, t, torch.randn(x0.shape, generator=generator))
-    df = model.branches
+    paths, bounds, heads = model.walk_layout()
     ts = get_times(n_steps)
     ts = torch.cat([torch.tensor([time]), ts[ts < time]])
-    bounds = {int(r.branch): (float(r.t_start), min(float(r.t_end), time)) for r in df.itertuples()
-              if r.t_start < time}
-    path = [b for b, _ in sorted(model.hierarchy.type_paths([target])[0], key=lambda bt: -bt[1]) if b in bounds]
-    heads = dict(zip(df["branch"].astype(int), df["head"].astype(int)))
+    # only the part of the tree below `time` is walked
+    bounds = {b: (lo, min(hi, time)) for b, (lo, hi) in bounds.items() if lo < time}
+    path = [b for b in paths[target] if b in bounds]
     out, _ = sample_tree(model.module, sampler, {target: path}, bounds, {target: len(x0)}, ts,
                          sde=model.module.sde, n_features=x0.shape[1], heads=heads, generator=generator,
                          progress=False, x_init=xt)
@@ -121,7 +120,7 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     tree, trainable = model.hierarchy, []
     for new, anchor, time in placements:
         tree, cut_name, cut_from = insert_leaf(tree, new, anchor, time)
-        leaf_head = heads[anchor] if anchor in heads else None
+        leaf_head = heads[anchor]  # the new leaf starts from its nearest relative's head
         if mode == "heads":
             heads[cut_name] = heads[cut_from]  # the new node's branch keeps the frozen upstream head
             (heads[new],) = net.add_branches([leaf_head])
@@ -131,7 +130,7 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
             trainable += [heads[cut_name], heads[new]] + [heads[a] for a in ancestors_of(tree, cut_name)]
     trainable = sorted(set(trainable))
     model.hierarchy = tree
-    model.config["types"] = model.types = old_types + [p[0] for p in placements]
+    model.config["types"] = old_types + [p[0] for p in placements]
     model.config["heads"] = heads
     model._set_branches()
     model.module.set_paths(model.type_paths())

@@ -21,10 +21,11 @@ from .. import _logging as logg
 from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..representation import REPRESENTATIONS
-from ..sampling import EVALS_PER_STEP, SAMPLERS, get_times, sample_tree
+from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
 from ._training import train_module
 
 _DEFAULT_STEPS = {"ddim": 200, "heun": 100, "euler_maruyama": 1000, "pc": 500, "dpm_solver_2": 50}
+RESIDUAL_RANK = 8  # principal directions kept per type for the residual noise of gene-space decoding
 
 
 class BranchedDiffusion:
@@ -34,7 +35,6 @@ class BranchedDiffusion:
         self.config = config
         self.representation = representation
         self.hierarchy = hierarchy
-        self.types: list[str] = list(config["types"])
         self._set_branches()
         with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
             torch.manual_seed(int(config.get("random_state", 0)))
@@ -43,7 +43,12 @@ class BranchedDiffusion:
         self.is_trained = False
         # per-type mean of what the representation cannot reconstruct (see :meth:`to_genes`)
         self.residual = np.zeros((len(self.types), len(config["var_names"])), dtype=np.float32)
-        self.residual_basis = np.zeros((len(self.types), 8, len(config["var_names"])), dtype=np.float32)
+        self.residual_basis = np.zeros((len(self.types), RESIDUAL_RANK, len(config["var_names"])), dtype=np.float32)
+
+    @property
+    def types(self) -> list[str]:
+        """The cell types the model generates, in model order (``config["types"]``)."""
+        return self.config["types"]
 
     def _set_branches(self) -> None:
         """Branch table of the hierarchy plus, per branch, the network head (and embedding) it uses.
@@ -68,6 +73,16 @@ class BranchedDiffusion:
         """Per type (model order): [(head, t_start)] from leaf to root, for the module's branch lookup."""
         head = dict(zip(self.branches["branch"], self.branches["head"]))
         return [[(int(head[b]), t) for b, t in p] for p in self.hierarchy.type_paths(self.types)]
+
+    def walk_layout(self) -> tuple[dict[str, list[int]], dict[int, tuple[float, float]], dict[int, int]]:
+        """What :func:`~scbranch.sampling.sample_tree` needs: each type's branches (root first), each branch's
+        (t_start, t_end), and the network head of each branch."""
+        df = self.branches
+        bounds = {int(r.branch): (float(r.t_start), float(r.t_end)) for r in df.itertuples()}
+        paths = {ty: [b for b, _ in sorted(p, key=lambda bt: -bt[1])]
+                 for ty, p in zip(self.types, self.hierarchy.type_paths(self.types))}
+        heads = dict(zip(df["branch"].astype(int), df["head"].astype(int)))
+        return paths, bounds, heads
 
     def _module_config(self) -> dict:
         c = self.config
@@ -110,8 +125,8 @@ class BranchedDiffusion:
         kind = _anndata.check_expression(X, expected=self.config["input_kind"])
         return _anndata.to_lognorm(X, kind)
 
-    def set_residual(self, x: np.ndarray, labels, *, rank: int = 8) -> None:
-        """Per type in ``labels``: the mean and the top ``rank`` principal directions (with their standard
+    def set_residual(self, x: np.ndarray, labels) -> None:
+        """Per type in ``labels``: the mean and the top ``RESIDUAL_RANK`` principal directions (with their standard
         deviations) of what the representation cannot reconstruct, ``x`` minus its reconstruction."""
         labels = np.asarray(labels, dtype=str)
         recon = self.representation.inverse_transform(self.representation.transform(x), clip=False)
@@ -127,7 +142,7 @@ class BranchedDiffusion:
             self.residual[k] = r.mean(0)
             if len(r) > 2:
                 _, sv, vt = np.linalg.svd(r - r.mean(0), full_matrices=False)
-                m = min(rank, len(sv))
+                m = min(RESIDUAL_RANK, len(sv))
                 self.residual_basis[k] = 0
                 self.residual_basis[k, :m] = vt[:m] * (sv[:m] / np.sqrt(len(r) - 1))[:, None]
 
@@ -196,27 +211,23 @@ class BranchedDiffusion:
         if not self.is_trained:
             msg = "the model is not trained; call scbranch.tl.fit first"
             raise RuntimeError(msg)
-        if sampler not in SAMPLERS:
-            msg = f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}"
-            raise ValueError(msg)
+        sample_fn = get_sampler(sampler)
         req = self._n_per_type(n_cells)
         n_steps = n_steps or _DEFAULT_STEPS[sampler]
-        df = self.branches
-        bounds = {int(r.branch): (float(r.t_start), float(r.t_end)) for r in df.itertuples()}
-        paths = {ty: [b for b, _ in sorted(p, key=lambda bt: -bt[1])]
-                 for ty, p in zip(self.types, self.hierarchy.type_paths(self.types))}
-        heads = dict(zip(df.branch.astype(int), df["head"].astype(int)))
+        paths, bounds, heads = self.walk_layout()
+        ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)
         gen = torch.Generator().manual_seed(int(random_state))
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
         for group in groups:
-            cells, st = sample_tree(self.module, SAMPLERS[sampler], paths, bounds, group, get_times(n_steps, spacing=spacing, sde=self.module.sde),
+            cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
                                     sde=self.module.sde, n_features=self.representation.n_features,
                                     heads=heads, generator=gen, progress=progress)
             out.update(cells)
             stats = {k: stats[k] + st[k] for k in stats}
-        stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing, nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]),
-                     shared=bool(shared), random_state=int(random_state))
+        stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
+                     nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
+                     random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
     # ---- save / load ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
 from ..model._continual import add_cell_types, transmute_path
-from ..sampling import SAMPLERS
+from ..sampling import get_sampler
 from ._fit import default_steps, generate
 
 
@@ -111,9 +111,7 @@ def transmute(
     if time is not None and not 0 < time <= 1:
         msg = f"time must be in (0, 1], got {time}"
         raise ValueError(msg)
-    if sampler not in SAMPLERS:
-        msg = f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}"
-        raise ValueError(msg)
+    sample_fn = get_sampler(sampler)
     mask = (adata.obs[groupby].astype(str) == source).to_numpy()
     if not mask.any():
         msg = f"no cells of {source!r} in adata.obs[{groupby!r}]"
@@ -121,7 +119,7 @@ def transmute(
     start = logg.info(f"transmuting {mask.sum()} {source!r} cells into {target!r}")
     z = model.get_latent(adata[mask])
     gen = torch.Generator().manual_seed(int(random_state))
-    z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=SAMPLERS[sampler],
+    z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
                                    n_steps=n_steps, generator=gen)
     full = np.full((adata.n_obs, z.shape[1]), np.nan, dtype=np.float32)
     full[mask] = z_out
