@@ -142,11 +142,13 @@ def fit(
     if tree is not None:
         unknown = sorted(set(types) - set(tree.leaves))
         if unknown:
-            msg = f"cell types in adata.obs[{groupby!r}] that are not leaves of the hierarchy: {unknown}; leaves: {tree.leaves}"
+            msg = (f"cell types in adata.obs[{groupby!r}] that are not leaves of the hierarchy: {unknown}; "
+                   f"leaves: {tree.leaves}")
             raise ValueError(msg)
         tree = tree.prune(types)
     X, var_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
-    kind = _anndata.check_expression(X, expected=input_kind, where="raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X"))
+    where = "raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X")
+    kind = _anndata.check_expression(X, expected=input_kind, where=where)
     train_mask = labels.isin(types).to_numpy()
 
     # ---- representation ----
@@ -159,12 +161,12 @@ def fit(
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
-    test = SeparationTest(z, y, VPSDE(beta_min, beta_max))
-    if not branched:
+    branch_points = curves = None
+    if not branched:  # the flat baseline: every type on its own branch over all of [0, 1]
         tree = Hierarchy(Node("root", [Node(t) for t in types], time=1.0))
-    elif tree is None:
-        tree = data_topology(test, types)
-    tree, branch_points, curves = calibrate_times(tree, test) if not tree.has_times else (tree, None, None)
+    elif tree is None or not tree.has_times:
+        test = SeparationTest(z, y, VPSDE(beta_min, beta_max))
+        tree, branch_points, curves = calibrate_times(tree or data_topology(test, types), test)
     logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
 
     # ---- model ----
@@ -188,11 +190,10 @@ def fit(
         "hierarchy": tree.to_newick(),
         "branches": model.branches_table(),
         "params": _anndata.to_h5ad_safe({
-            "groupby": groupby, "hierarchy_source": "cl" if from_ontology else ("data" if from_data else "given"),
-            "representation": representation, "n_comps": rep.n_comps, "layer": layer, "use_raw": use_raw,
-            "input_kind": kind, "min_cells": min_cells, "drop_small": drop_small, "max_steps": max_steps,
-            "batch_size": batch_size, "width": width, "n_blocks": n_blocks, "dropout": dropout, "lr": lr, "beta_min": beta_min,
-            "beta_max": beta_max, "branched": branched, "random_state": random_state, "types": types,
+            **{k: v for k, v in config.items() if k != "var_names"},
+            "hierarchy_source": "cl" if from_ontology else ("data" if from_data else "given"),
+            "representation": representation, "min_cells": min_cells, "drop_small": drop_small,
+            "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "branched": branched,
             "versions": {p: importlib.metadata.version(p) for p in ("scbranch", "torch", "anndata", "scvi-tools")},
         }),
         "training": {k: np.asarray(v) for k, v in hist.items()},
