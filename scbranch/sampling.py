@@ -78,12 +78,13 @@ def sample_dpm_solver_2(model, x, ts, *, sde: VPSDE, extra_args=None, generator=
     integrator of the probability-flow ODE for VP SDEs; 2 network evaluations per step."""
     for i in range(len(ts) - 1):
         t, t_next = ts[i], ts[i + 1]
-        lam, lam_next = sde.log_snr(t), sde.log_snr(t_next)
-        h = lam_next - lam
-        s = sde.t_of_log_snr(lam + h / 2)
+        s = sde.midpoint(t, t_next)
+        # per-feature log-SNR steps (a component-wise SDE moves each feature by its own h; frozen ones by 0)
+        lam, lam_s, lam_next = sde.log_snr(t), sde.log_snr(s), sde.log_snr(t_next)
+        h, h_s = lam_next - lam, lam_s - lam
         (a, _), (a_s, sig_s), (a_next, sig_next) = sde.alpha_sigma(t), sde.alpha_sigma(s), sde.alpha_sigma(t_next)
         eps = _eps(model, x, t, extra_args)
-        u = (a_s / a) * x - sig_s * torch.expm1(h / 2) * eps
+        u = (a_s / a) * x - sig_s * torch.expm1(h_s) * eps
         eps_s = _eps(model, u, s, extra_args)
         x = (a_next / a) * x - sig_next * torch.expm1(h) * eps_s
         if callback is not None:
@@ -102,6 +103,9 @@ def sample_pc(model, x, ts, *, sde: VPSDE, extra_args=None, generator=None, call
             _, sigma = sde.alpha_sigma(t_next)
             score = -_eps(model, x, t_next, extra_args) / sigma
             z = torch.randn(x.shape, generator=generator, device=x.device)
+            active = sde.active(t_next)
+            if active is not None:  # correct only the features being noised at t_next; the rest are frozen
+                score, z = score * active, z * active
             step = 2 * (snr * z.norm(dim=1).mean() / score.norm(dim=1).mean().clamp_min(1e-8)) ** 2
             x = x + step * score + (2 * step).sqrt() * z
         if callback is not None:
@@ -134,7 +138,7 @@ def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0, *, spacing
     if spacing == "uniform":
         return torch.linspace(t_max, t_min, n_steps + 1)
     if spacing == "logsnr":
-        sde = sde or VPSDE()
+        sde = VPSDE(sde.beta_min, sde.beta_max) if sde else VPSDE()  # the scalar schedule, also for GUD
         lam = torch.linspace(float(sde.log_snr(torch.tensor(t_max))), float(sde.log_snr(torch.tensor(t_min))),
                              n_steps + 1)
         ts = sde.t_of_log_snr(lam)

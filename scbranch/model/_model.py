@@ -91,6 +91,7 @@ class BranchedDiffusion:
             "type_paths": self.type_paths(),
             "n_branches": int(self.branches["head"].max()) + 1,
             **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
+            "softness": c.get("softness"), "variances": c.get("variances"),
         }
 
     def __repr__(self) -> str:

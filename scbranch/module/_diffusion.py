@@ -10,9 +10,7 @@ import torch
 from torch import nn
 
 from ._network import BranchedScoreNet
-from ._sde import VPSDE
-
-T_EPS = 1e-3  # smallest diffusion time trained and sampled: σ(T_EPS) ≈ 0.01, below any cell-to-cell spread
+from ._sde import T_EPS, VPSDE, make_sde
 
 
 def branch_paths(type_paths: list[list[tuple[int, float]]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +42,11 @@ class BranchedDiffusionModule(nn.Module):
         dropout: float = 0.0,
         beta_min: float = 0.1,
         beta_max: float = 20.0,
+        softness: float | None = None,
+        variances=None,
     ):
         super().__init__()
-        self.sde = VPSDE(beta_min, beta_max)
+        self.sde: VPSDE = make_sde(beta_min, beta_max, softness=softness, variances=variances)
         self.net = BranchedScoreNet(n_features, n_branches, width=width, n_blocks=n_blocks, dropout=dropout)
         self.set_paths(type_paths)
 
@@ -80,7 +80,14 @@ class BranchedDiffusionModule(nn.Module):
         xt, _, _ = self.sde.marginal(x0, t, noise)
         branch = self.branch_of(y, t)
         pred = self.net(xt, t, branch)
-        return ((pred - noise) ** 2).mean(dim=1), branch
+        err = (pred - noise) ** 2
+        active = self.sde.active(t)
+        if active is None:
+            return err.mean(dim=1), branch
+        # component-wise schedule: a feature outside its window is frozen (clean or pure noise) and never
+        # updated by a sampler, so its ε is not learned; average over the features being noised at t
+        active = active.to(err.dtype)
+        return (err * active).sum(1) / active.sum(1).clamp_min(1.0), branch
 
 
 def make_module(config: dict) -> BranchedDiffusionModule:
@@ -95,4 +102,6 @@ def make_module(config: dict) -> BranchedDiffusionModule:
         dropout=config.get("dropout", 0.0),
         beta_min=config["beta_min"],
         beta_max=config["beta_max"],
+        softness=config.get("softness"),
+        variances=config.get("variances"),
     )
