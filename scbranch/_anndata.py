@@ -108,6 +108,17 @@ def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small:
     return labels, kept
 
 
+def check_obs_column(adata: ad.AnnData, key: str, *, what: str) -> np.ndarray:
+    """A complete ``adata.obs`` column as strings, or a clear error naming the option that asked for it."""
+    if not isinstance(key, str) or key not in adata.obs.columns:
+        msg = f"{what}={key!r} is not a column of adata.obs; columns: {list(adata.obs.columns)}"
+        raise KeyError(msg)
+    if adata.obs[key].isna().any():
+        msg = f"{int(adata.obs[key].isna().sum())} cells have no value in adata.obs[{key!r}] ({what})"
+        raise ValueError(msg)
+    return adata.obs[key].astype(str).to_numpy()
+
+
 def label_ids(adata: ad.AnnData, groupby: str, key: str) -> dict[str, str]:
     """``{label: ontology ID}`` from an obs column of IDs; each label must have exactly one ID."""
     if key not in adata.obs.columns:

@@ -14,9 +14,12 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
+from .representation_scvi import SCVIRepresentation
+
 
 class PCARepresentation:
     kind = "pca"
+    input = "lognorm"  # what :meth:`fit`/:meth:`transform` read (the scVI representation reads counts)
 
     def __init__(self, n_comps: int = 30):
         self.n_comps = n_comps
@@ -28,7 +31,7 @@ class PCARepresentation:
     def n_features(self) -> int:
         return self.n_comps
 
-    def fit(self, X: np.ndarray, *, random_state: int = 0) -> PCARepresentation:
+    def fit(self, X: np.ndarray, *, var_names=None, batch=None, random_state: int = 0) -> PCARepresentation:
         n_comps = min(self.n_comps, X.shape[0] - 1, X.shape[1])
         if n_comps < self.n_comps:
             self.n_comps = n_comps
@@ -41,7 +44,7 @@ class PCARepresentation:
         self.scale_ = np.full(n_comps, common, dtype=np.float32)
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def transform(self, X: np.ndarray, *, batch=None) -> np.ndarray:
         return (((X - self.mean_) @ self.components_.T) / self.scale_).astype(np.float32)
 
     def inverse_transform(self, Z: np.ndarray, *, clip: bool = True) -> np.ndarray:
@@ -55,8 +58,14 @@ class PCARepresentation:
             "scale": torch.from_numpy(self.scale_),
         }
 
+    def meta(self) -> dict:
+        return {}
+
+    def save_files(self, path) -> None:
+        """Nothing beyond :meth:`state_dict` (the scVI representation also saves scVI itself)."""
+
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> PCARepresentation:
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta=None, path=None) -> PCARepresentation:
         rep = cls(int(state["components"].shape[0]))
         rep.mean_ = state["mean"].numpy()
         rep.components_ = state["components"].numpy()
@@ -64,4 +73,4 @@ class PCARepresentation:
         return rep
 
 
-REPRESENTATIONS = {"pca": PCARepresentation}
+REPRESENTATIONS = {"pca": PCARepresentation, "scvi": SCVIRepresentation}  # scvi-tools imported only when used

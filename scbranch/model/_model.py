@@ -112,10 +112,28 @@ class BranchedDiffusion:
     # ---- data ---------------------------------------------------------------------------------------------
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
         """Each cell of ``adata`` in model space (genes matched by name to the model's)."""
-        return self.representation.transform(self.get_lognorm(adata))
+        return self.representation.transform(self.get_input(adata), batch=self.get_batch(adata))
 
     def get_lognorm(self, adata: ad.AnnData) -> np.ndarray:
         """Log-normalized expression of ``adata`` on the model's genes, read and checked as at fit time."""
+        X, kind = self._read(adata)
+        return _anndata.to_lognorm(X, kind)
+
+    def get_input(self, adata: ad.AnnData):
+        """What the representation reads: log-normalized expression (PCA) or raw counts (scVI)."""
+        X, kind = self._read(adata)
+        return _anndata.to_lognorm(X, kind) if self.representation.input == "lognorm" else X
+
+    def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
+        key = self.config.get("batch_key")
+        if key is None:
+            return None
+        if key not in adata.obs:
+            msg = f"the model was fitted with batch_key={key!r}, which is not a column of adata.obs"
+            raise KeyError(msg)
+        return adata.obs[key].astype(str).to_numpy()
+
+    def _read(self, adata: ad.AnnData):
         X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
         missing = self.var_names.difference(var_names)
         if len(missing):
@@ -123,8 +141,15 @@ class BranchedDiffusion:
             raise ValueError(msg)
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
-        kind = _anndata.check_expression(X, expected=self.config["input_kind"])
-        return _anndata.to_lognorm(X, kind)
+        return X, _anndata.check_expression(X, expected=self.config["input_kind"])
+
+    def fit_decoder(self, x, labels, batch=None) -> None:
+        """Per-type statistics for decoding to genes, from representation inputs ``x`` (see :meth:`get_input`):
+        residuals outside the PCA (:meth:`set_residual`) or, for scVI, library sizes and batches."""
+        if self.representation.kind == "scvi":
+            self.representation.set_type_stats(x, labels, batch)
+        else:
+            self.set_residual(x, labels)
 
     def set_residual(self, x: np.ndarray, labels) -> None:
         """Per type in ``labels``: the mean and the top ``RESIDUAL_RANK`` principal directions (with their standard
@@ -157,12 +182,26 @@ class BranchedDiffusion:
         cell also gets a draw from the type's low-rank Gaussian residual, so synthetic cells carry the
         within-type variation outside the representation that real cells have.
         """
+        if self.representation.kind == "scvi":
+            counts, _ = self.to_counts(z, labels, random_state=random_state)
+            return _anndata.to_lognorm(counts, "counts")
         codes = pd.Categorical(np.asarray(labels, dtype=str), categories=self.types).codes
         x = self.representation.inverse_transform(z, clip=False) + self.residual[codes]
         if random_state is not None:
             eps = np.random.default_rng(random_state).standard_normal((len(z), self.residual_basis.shape[1]))
             x = x + np.einsum("nr,nrg->ng", eps.astype(np.float32), self.residual_basis[codes])
         return np.clip(x, 0.0, None).astype(np.float32)
+
+    def to_counts(self, z: np.ndarray, labels, *, random_state: int | None = 0,
+                  transform_batch: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model-space cells → counts through scVI's decoder (``representation="scvi"`` only): library sizes
+        from the type's observed ones, batch from the type's batches or ``transform_batch``. Returns the
+        counts and each cell's batch (``None`` without a batch key)."""
+        if self.representation.kind != "scvi":
+            msg = "counts need representation='scvi' (a PCA model decodes to log-normalized expression only)"
+            raise ValueError(msg)
+        return self.representation.sample_counts(z, labels, random_state=random_state or 0,
+                                                 transform_batch=transform_batch)
 
     # ---- training -------------------------------------------------------------------------------------------
     def train(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
@@ -242,9 +281,11 @@ class BranchedDiffusion:
         torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict(),
                     "residual": torch.from_numpy(self.residual),
                     "residual_basis": torch.from_numpy(self.residual_basis)}, path / "model.pt")
+        self.representation.save_files(path)
         hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
         meta = {"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
-                "is_trained": self.is_trained, "representation": self.representation.kind}
+                "is_trained": self.is_trained, "representation": self.representation.kind,
+                "representation_meta": self.representation.meta()}
         (path / "config.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -253,7 +294,8 @@ class BranchedDiffusion:
         path = Path(dir_path)
         meta = json.loads((path / "config.json").read_text())
         state = torch.load(path / "model.pt", weights_only=True)  # tensors only: no arbitrary unpickling
-        rep = REPRESENTATIONS[meta["representation"]].from_state_dict(state["representation"])
+        rep = REPRESENTATIONS[meta["representation"]].from_state_dict(
+            state["representation"], meta=meta.get("representation_meta", {}), path=path)
         model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
         model.module.load_state_dict(state["module"])
         model.residual = state["residual"].numpy()

@@ -52,12 +52,12 @@ def add_cell_type(
     if not model.is_trained:
         msg = "the model is not trained"
         raise RuntimeError(msg)
-    x_new = model.get_lognorm(adata_new)
-    z_new = model.representation.transform(x_new)
+    x_new, batch_new = model.get_input(adata_new), model.get_batch(adata_new)
+    z_new = model.representation.transform(x_new, batch=batch_new)
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
     report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
                             progress=progress)
-    model.set_residual(x_new, labels.to_numpy())
+    model.fit_decoder(x_new, labels.to_numpy(), batch_new)
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
@@ -162,8 +162,7 @@ def augment(
         msg = f"types below min_cells that the model cannot generate: {unknown}; add them with add_cell_type"
         raise ValueError(msg)
     need = {t: int(min_cells - counts.get(t, 0)) for t in model.types if counts.get(t, 0) < min_cells}
-    x_real = model.get_lognorm(adata)
-    z_real = model.representation.transform(x_real)
+    x_real, z_real = model.get_lognorm(adata), model.get_latent(adata)
     real = ad.AnnData(x_real,
                       obs=pd.DataFrame({groupby: labels.to_numpy(), f"{key_added}_synthetic": False},
                                        index=adata.obs_names),

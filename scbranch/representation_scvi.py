@@ -1,0 +1,204 @@
+"""scVI as the model space: branched diffusion on scVI's latent means, synthetic cells decoded to counts.
+
+scVI (Lopez et al. 2018) is trained (or given) on the raw counts; its latent means, centred and divided by
+one common scale (as the PCA representation does, for the same reason: the VP prior N(0, I)), are the cells
+the diffusion model learns. A synthetic latent goes back through scVI's decoder: library size drawn from the
+observed library sizes of that cell type, batch from the type's observed batches (or one fixed batch with
+``transform_batch``), counts sampled from scVI's (ZI)NB likelihood.
+
+scVI itself is stored next to the model with ``SCVI.save`` (no AnnData saved); loading rebuilds it on an
+AnnData of one stub cell (all counts 1) per batch, which is all scvi-tools needs to check the registry.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scipy import sparse
+
+N_LIB_QUANTILES = 101  # library sizes are kept per type as quantiles: bounded size, faithful sampling
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Seed scvi-tools (which seeds python, numpy and torch globally) and restore the user's RNG states."""
+    import scvi
+
+    py, npy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        scvi.settings.seed = int(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+def _counts_adata(X, var_names, batch, setup: dict | None = None) -> ad.AnnData:
+    """An AnnData scvi-tools accepts for a model set up with ``setup`` (its setup_args): counts in its layer,
+    batches in its batch column. Only a layer and a batch key are supported (no other covariates)."""
+    setup = setup or {}
+    X = sparse.csr_matrix(X, dtype=np.float32)
+    obs = pd.DataFrame(index=[str(i) for i in range(X.shape[0])])
+    if batch is not None:
+        obs[setup.get("batch_key") or "batch"] = pd.Categorical(np.asarray(batch, dtype=str))
+    adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(var_names, dtype=str)))
+    if setup.get("layer"):
+        adata.layers[setup["layer"]] = X
+    return adata
+
+
+class SCVIRepresentation:
+    kind = "scvi"
+    input = "counts"  # what :meth:`fit`/:meth:`transform` read (the PCA representation reads log-normalized)
+
+    def __init__(self, n_comps: int = 10, *, max_epochs: int | None = None, scvi_model=None,
+                 progress: bool = False):
+        self.n_comps, self.max_epochs, self.progress = n_comps, max_epochs, progress
+        self.scvi = scvi_model
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+        self.batches: list[str] | None = None
+        self.var_names: list[str] | None = None
+        self.type_names: list[str] = []
+        self.lib_q = np.zeros((0, N_LIB_QUANTILES), np.float32)
+        self.batch_freq = np.zeros((0, 1), np.float32)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_comps
+
+    # ---- fit / transform ------------------------------------------------------------------------------------
+    def fit(self, X, *, var_names, batch=None, random_state: int = 0) -> SCVIRepresentation:
+        import scvi
+
+        self.var_names = list(map(str, var_names))
+        if self.scvi is not None:
+            setup = self.setup_args
+            unsupported = [k for k in ("labels_key", "size_factor_key", "categorical_covariate_keys",
+                                       "continuous_covariate_keys") if setup.get(k)]
+            if unsupported or bool(setup.get("batch_key")) != (batch is not None):
+                msg = (f"the given scVI model was set up with {setup}; scbranch supports scVI models set up with a "
+                       "layer and batch_key only, and needs batch_key= exactly when the scVI model has one")
+                raise ValueError(msg)
+            if list(map(str, self.scvi.adata.var_names)) != self.var_names:
+                msg = "the given scVI model was trained on other genes than adata's (match var_names and order)"
+                raise ValueError(msg)
+        else:
+            adata = _counts_adata(X, self.var_names, batch)
+            with _seeded(random_state):
+                scvi.model.SCVI.setup_anndata(adata, batch_key="batch" if batch is not None else None)
+                self.scvi = scvi.model.SCVI(adata, n_latent=self.n_comps)
+                self.scvi.train(max_epochs=self.max_epochs, enable_progress_bar=self.progress,
+                                accelerator="cpu" if not torch.cuda.is_available() else "auto")
+        self.n_comps = int(self.scvi.module.n_latent)
+        reg = self.scvi.adata_manager.get_state_registry(scvi.REGISTRY_KEYS.BATCH_KEY)
+        self.batches = list(map(str, reg.categorical_mapping)) if batch is not None else None
+        mu = self._latent_means(X, batch)
+        self.mean_ = mu.mean(0).astype(np.float32)
+        common = float(np.sqrt(np.mean(mu.var(0)))) or 1.0
+        self.scale_ = np.full(self.n_comps, common, dtype=np.float32)
+        return self
+
+    @property
+    def setup_args(self) -> dict:
+        return dict(self.scvi.adata_manager.registry.get("setup_args", {}))
+
+    def _latent_means(self, X, batch) -> np.ndarray:
+        adata = _counts_adata(X, self.var_names, batch if self.batches is not None else None, self.setup_args)
+        return self.scvi.get_latent_representation(adata, give_mean=True).astype(np.float32)
+
+    def transform(self, X, *, batch=None) -> np.ndarray:
+        if self.batches is not None:
+            unknown = sorted(set(map(str, batch)) - set(self.batches)) if batch is not None else ["<none given>"]
+            if unknown:
+                msg = f"batches unknown to the scVI model: {unknown}; it knows {self.batches}"
+                raise ValueError(msg)
+        return ((self._latent_means(X, batch) - self.mean_) / self.scale_).astype(np.float32)
+
+    # ---- per-type decoding statistics ----------------------------------------------------------------------
+    def set_type_stats(self, X, labels, batch=None) -> None:
+        """Per type: quantiles of its observed library sizes and the frequency of each batch."""
+        lib = np.asarray(X.sum(1)).ravel()
+        labels = np.asarray(labels, dtype=str)
+        n_b = len(self.batches) if self.batches else 1
+        for ty in pd.unique(labels):
+            m = labels == ty
+            q = np.quantile(lib[m], np.linspace(0, 1, N_LIB_QUANTILES)).astype(np.float32)
+            freq = np.ones(n_b, np.float32)
+            if self.batches:
+                codes = pd.Categorical(np.asarray(batch, str)[m], categories=self.batches).codes
+                freq = np.bincount(codes, minlength=n_b).astype(np.float32)
+            freq /= freq.sum()
+            if ty in self.type_names:
+                k = self.type_names.index(ty)
+                self.lib_q[k], self.batch_freq[k] = q, freq
+            else:
+                self.type_names.append(ty)
+                self.lib_q = np.vstack([self.lib_q, q[None]])
+                self.batch_freq = np.vstack([self.batch_freq.reshape(-1, n_b), freq[None]])
+
+    # ---- decoding -------------------------------------------------------------------------------------------
+    def sample_counts(self, z: np.ndarray, labels, *, random_state: int = 0,
+                      transform_batch: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Counts for model-space cells ``z`` of types ``labels`` from scVI's generative model, and the batch
+        each cell was decoded in (``None`` without batches)."""
+        labels = np.asarray(labels, dtype=str)
+        missing = sorted(set(labels) - set(self.type_names))
+        if missing:
+            msg = f"no library sizes for types {missing}"
+            raise ValueError(msg)
+        if transform_batch is not None and str(transform_batch) not in (self.batches or []):
+            msg = f"transform_batch={transform_batch!r} is not a batch of the scVI model; batches: {self.batches}"
+            raise ValueError(msg)
+        rng = np.random.default_rng(random_state)
+        k = np.array([self.type_names.index(t) for t in labels], dtype=int)
+        # inverse-CDF draw from the type's library-size quantiles
+        u = rng.random(len(z)) * (N_LIB_QUANTILES - 1)
+        lo = np.floor(u).astype(int)
+        hi = np.minimum(lo + 1, N_LIB_QUANTILES - 1)
+        lib = self.lib_q[k, lo] + (u - lo) * (self.lib_q[k, hi] - self.lib_q[k, lo])
+        if transform_batch is not None:
+            b = np.full(len(z), self.batches.index(str(transform_batch)))
+        else:
+            cum = self.batch_freq[k].cumsum(1)
+            b = (rng.random(len(z))[:, None] > cum).sum(1).clip(0, cum.shape[1] - 1)
+        latent = torch.from_numpy((z * self.scale_ + self.mean_).astype(np.float32))
+        module = self.scvi.module.eval()
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(int(random_state))
+            out = module.generative(z=latent, library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None].float(),
+                                    batch_index=torch.from_numpy(b)[:, None].long())
+            counts = out["px"].sample()
+        return counts.numpy().astype(np.float32), (np.asarray(self.batches)[b] if self.batches else None)
+
+    # ---- save / load ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_),
+                "lib_q": torch.from_numpy(self.lib_q), "batch_freq": torch.from_numpy(self.batch_freq)}
+
+    def meta(self) -> dict:
+        return {"batches": self.batches, "var_names": self.var_names, "type_names": self.type_names,
+                "n_comps": self.n_comps, "setup_args": {k: self.setup_args.get(k) for k in ("layer", "batch_key")}}
+
+    def save_files(self, path: Path) -> None:
+        self.scvi.save(str(path / "scvi"), overwrite=True, save_anndata=False)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta: dict, path: Path) -> SCVIRepresentation:
+        import scvi
+
+        rep = cls(meta["n_comps"])
+        rep.mean_, rep.scale_ = state["mean"].numpy(), state["scale"].numpy()
+        rep.lib_q, rep.batch_freq = state["lib_q"].numpy(), state["batch_freq"].numpy()
+        rep.batches, rep.var_names, rep.type_names = meta["batches"], meta["var_names"], list(meta["type_names"])
+        n = len(rep.batches) if rep.batches else 1
+        stub = _counts_adata(np.ones((n, len(rep.var_names))), rep.var_names, rep.batches, meta["setup_args"])
+        rep.scvi = scvi.model.SCVI.load(str(path / "scvi"), adata=stub, accelerator="cpu")
+        return rep

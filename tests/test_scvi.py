@@ -1,0 +1,101 @@
+"""representation="scvi": branched diffusion on scVI's latent space, synthetic cells decoded to counts."""
+
+import numpy as np
+import pytest
+
+import scbranch as sb
+
+from .conftest import FAST, assert_adata_equal
+
+SCVI = dict(FAST, max_steps=150, scvi_epochs=15)
+
+
+@pytest.fixture(scope="module")
+def batched(toy_adata):
+    adata = toy_adata.copy()
+    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 3 == 0, "b1", "b2")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def scvi_model(batched):
+    adata = batched.copy()
+    return sb.tl.fit(adata, groupby="cell_type", representation="scvi", batch_key="batch", n_comps=6,
+                     random_state=0, **SCVI), adata
+
+
+def test_scvi_representation_generates_counts_per_type(scvi_model, batched):
+    model, adata = scvi_model
+    assert model.representation.kind == "scvi" and adata.obsm["X_scbranch"].shape == (adata.n_obs, 6)
+    z = adata.obsm["X_scbranch"]
+    assert np.sqrt(np.mean(z.var(0))) == pytest.approx(1.0, rel=1e-3)  # one common scale, as for PCA
+    syn = sb.tl.generate(model, 60, progress=False)
+    counts = syn.layers["counts"]
+    assert counts.shape == (180, adata.n_vars) and (counts >= 0).all() and np.array_equal(counts, np.round(counts))
+    np.testing.assert_allclose(syn.X, sb._anndata.to_lognorm(counts, "counts"), rtol=1e-6)
+    # library sizes follow each type's observed ones
+    real_lib = np.asarray(batched.X.sum(1)).ravel()
+    assert abs(np.median(counts.sum(1)) / np.median(real_lib) - 1) < 0.25
+    # in scVI's space the diffused cells of a type sit closest to that type's real cells; decoded to counts
+    # and encoded again (decoder noise + a 15-epoch scVI), at least the far type C stays apart from (A, B)
+    y, y_syn = adata.obs["cell_type"].astype(str).to_numpy(), syn.obs["cell_type"].astype(str).to_numpy()
+    for name, z_syn in (("model", syn.obsm["X_scbranch"]), ("re-encoded", model.get_latent(syn_as_input(syn)))):
+        for t in ("A", "B", "C"):
+            d = {u: np.linalg.norm(z_syn[y_syn == t].mean(0) - z[y == u].mean(0)) for u in ("A", "B", "C")}
+            nearest = min(d, key=d.get)
+            assert nearest == t if name == "model" else (nearest == "C") == (t == "C"), (name, t, d)
+    assert set(syn.obs["batch"]) == {"b1", "b2"}
+
+
+def syn_as_input(syn):
+    out = syn.copy()
+    out.X = out.layers["counts"]
+    return out
+
+
+def test_scvi_transform_batch_reproducibility_and_save_load(scvi_model, tmp_path):
+    model, adata = scvi_model
+    a = sb.tl.generate(model, 10, transform_batch="b1", random_state=2, progress=False)
+    b = sb.tl.generate(model, 10, transform_batch="b1", random_state=2, progress=False)
+    np.testing.assert_array_equal(a.layers["counts"], b.layers["counts"])
+    with pytest.raises(ValueError, match="transform_batch"):
+        sb.tl.generate(model, 10, transform_batch="nope", progress=False)
+    model.save(tmp_path / "m")
+    loaded = sb.BranchedDiffusion.load(tmp_path / "m", adata)
+    np.testing.assert_allclose(loaded.get_latent(adata), adata.obsm["X_scbranch"], atol=1e-5)
+    c = sb.tl.generate(loaded, 10, transform_batch="b1", random_state=2, progress=False)
+    np.testing.assert_array_equal(a.layers["counts"], c.layers["counts"])
+
+
+def test_scvi_accepts_a_trained_scvi_model(batched):
+    import scvi
+
+    counts = batched.copy()
+    counts.layers["raw"] = counts.X.copy()
+    scvi.model.SCVI.setup_anndata(counts, layer="raw", batch_key="batch")
+    vae = scvi.model.SCVI(counts, n_latent=5)
+    vae.train(max_epochs=5, enable_progress_bar=False, accelerator="cpu")
+    adata = batched.copy()
+    model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", scvi_model=vae, batch_key="batch", **SCVI)
+    assert model.representation.scvi is vae and model.representation.n_features == 5
+    assert sb.tl.generate(model, 5, progress=False).layers["counts"].shape == (15, adata.n_vars)
+
+
+def test_scvi_bad_input_errors_leave_adata_untouched(batched, toy_model):
+    lognorm = batched.copy()
+    lognorm.X = sb._anndata.to_lognorm(lognorm.X, "counts")
+    before = lognorm.copy()
+    with pytest.raises(ValueError, match="raw counts"):
+        sb.tl.fit(lognorm, groupby="cell_type", representation="scvi", **SCVI)
+    assert_adata_equal(lognorm, before)
+    adata = batched.copy()
+    with pytest.raises(KeyError, match="batch_key='donor'"):
+        sb.tl.fit(adata, groupby="cell_type", representation="scvi", batch_key="donor", **SCVI)
+    assert_adata_equal(adata, batched)
+    with pytest.raises(ValueError, match="representation='scvi'"):
+        sb.tl.fit(adata, groupby="cell_type", batch_key="batch", **SCVI)
+    model, _ = toy_model
+    with pytest.raises(ValueError, match="transform_batch"):
+        sb.tl.generate(model, 5, transform_batch="b1", progress=False)
+    with pytest.raises(ValueError, match="counts need"):
+        model.to_counts(np.zeros((2, model.representation.n_features), np.float32), ["A", "A"])
