@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import time as _time
 
 logger = logging.getLogger("scbranch")
@@ -26,3 +27,15 @@ def info(msg: str, *, time: float | None = None, deep: str | None = None) -> flo
 
 def warning(msg: str) -> None:
     logger.warning(f"WARNING: {msg}")
+
+
+@contextmanager
+def quiet(enabled: bool = True):
+    """Silence info messages inside the block (e.g. the same check repeated per chunk)."""
+    level = logger.level
+    if enabled:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

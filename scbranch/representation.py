@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, IncrementalPCA
 
 from .representation_scvi import SCVIRepresentation
 
@@ -42,6 +42,18 @@ class PCARepresentation:
         self.components_ = pca.components_.astype(np.float32)
         common = float(np.sqrt(np.mean(scores.var(0)))) or 1.0
         self.scale_ = np.full(n_comps, common, dtype=np.float32)
+        return self
+
+    def fit_chunks(self, chunks, *, random_state: int = 0) -> PCARepresentation:
+        """Incremental PCA over an iterable of row blocks (for backed or very large data)."""
+        ipca = IncrementalPCA(n_components=self.n_comps)
+        for block in chunks:
+            if len(block) >= self.n_comps:  # partial_fit needs at least n_components rows
+                ipca.partial_fit(block)
+        self.mean_ = ipca.mean_.astype(np.float32)
+        self.components_ = ipca.components_.astype(np.float32)
+        common = float(np.sqrt(np.mean(ipca.explained_variance_))) or 1.0
+        self.scale_ = np.full(self.n_comps, common, dtype=np.float32)
         return self
 
     def transform(self, X: np.ndarray, *, batch=None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import _anndata
+from .. import _anndata, _chunks
 from .. import _logging as logg
 from ..hierarchy import Hierarchy
 from ..module import make_module
@@ -112,6 +112,9 @@ class BranchedDiffusion:
     # ---- data ---------------------------------------------------------------------------------------------
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
         """Each cell of ``adata`` in model space (genes matched by name to the model's)."""
+        X, kind = self._read(adata)
+        if _chunks.is_chunked(X):  # backed or very large: project chunk by chunk
+            return _chunks.transform(self.representation, X, kind, batch=self.get_batch(adata))
         return self.representation.transform(self.get_input(adata), batch=self.get_batch(adata))
 
     def get_lognorm(self, adata: ad.AnnData) -> np.ndarray:
@@ -141,7 +144,8 @@ class BranchedDiffusion:
             raise ValueError(msg)
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
-        return X, _anndata.check_expression(X, expected=self.config["input_kind"])
+        check = _chunks.check_expression if _chunks.is_chunked(X) else _anndata.check_expression
+        return X, check(X, expected=self.config["input_kind"])
 
     def fit_decoder(self, x, labels, batch=None) -> None:
         """Per-type statistics for decoding to genes, from representation inputs ``x`` (see :meth:`get_input`):

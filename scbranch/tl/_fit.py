@@ -16,8 +16,8 @@ from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_t
 from ..hierarchy import _ontology as ontology
 from ..model import BranchedDiffusion
 from ..module import make_sde
-from ..representation import REPRESENTATIONS, PCARepresentation
-from ..representation_scvi import SCVIRepresentation
+from ..representation import REPRESENTATIONS
+from ._represent import represent
 
 __all__ = ["fit", "generate"]
 
@@ -76,6 +76,10 @@ def fit(
     scvi_model=None,
     scvi_epochs: int | None = None,
     branched: bool = True,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = "auto",
+    strategy: str = "auto",
+    checkpoint_dir: str | None = None,
     random_state: int = 0,
     progress: bool = True,
     key_added: str = "scbranch",
@@ -118,6 +122,9 @@ def fit(
     branched
         ``False`` fits the flat baseline in the same code: one branch per type over the whole time range
         (a label-conditional diffusion model), for comparisons.
+    accelerator, devices, strategy, checkpoint_dir
+        Passed to ``lightning.Trainer`` (e.g. ``accelerator="gpu", devices=4, strategy="ddp"``); checkpoints
+        of the last and best validation step go to ``checkpoint_dir`` if given.
     random_state
         Seed for the split, the network's initialisation and the training noise.
     key_added
@@ -167,40 +174,12 @@ def fit(
                    f"leaves: {tree.leaves}")
             raise ValueError(msg)
         tree = tree.prune(types)
-    X, var_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
-    where = "raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X")
-    kind = _anndata.check_expression(X, expected=input_kind, where=where)
     train_mask = labels.isin(types).to_numpy()
-
-    # ---- representation ----
-    batch = None
-    if representation == "scvi":
-        if kind != "counts":
-            msg = f"representation='scvi' models raw counts, but {where} holds log-normalized values; pass layer="
-            raise ValueError(msg)
-        if batch_key is not None:
-            batch = _anndata.check_obs_column(adata, batch_key, what="batch_key")
-        if scvi_model is not None:
-            genes = pd.Index(scvi_model.adata.var_names.astype(str))
-            missing = genes.difference(var_names)
-            if len(missing):
-                msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
-                raise ValueError(msg)
-            X, var_names = X[:, var_names.get_indexer(genes)], genes
-        rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
-        x_in = X
-    else:
-        if batch_key is not None or scvi_model is not None:
-            msg = "batch_key= and scvi_model= go with representation='scvi'"
-            raise ValueError(msg)
-        x_in = _anndata.to_lognorm(X, kind)
-        rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
-    t0 = logg.info(f"    fitting the {representation} representation")
-    bt = batch[train_mask] if batch is not None else None
-    rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
-    z_all = rep.transform(x_in, batch=batch)
+    r = represent(adata, labels, train_mask, representation=representation, layer=layer, use_raw=use_raw,
+                  input_kind=input_kind, n_comps=n_comps, batch_key=batch_key, scvi_model=scvi_model,
+                  scvi_epochs=scvi_epochs, random_state=random_state, progress=progress)
+    rep, kind, var_names, z_all = r.rep, r.kind, r.var_names, r.z_all
     z, y = z_all[train_mask], labels.to_numpy()[train_mask]
-    logg.info(f"    {rep.n_features} {representation} components", time=t0)
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
@@ -225,8 +204,9 @@ def fit(
     model = BranchedDiffusion(config, rep, tree)
     t0 = logg.info(f"    training {len(model.branches)} branches for up to {max_steps} steps")
     hist = model.train(z, y, max_steps=max_steps, batch_size=batch_size, lr=lr, random_state=random_state,
-                       progress=progress)
-    model.fit_decoder(x_in[train_mask], y, bt)
+                       progress=progress, accelerator=accelerator, devices=devices, strategy=strategy,
+                       checkpoint_dir=checkpoint_dir)
+    model.fit_decoder(r.x_dec, r.y_dec, r.b_dec)
     logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
 
     # ---- write (only now, all validation has passed) ----

@@ -1,0 +1,81 @@
+"""Step 1 of :func:`scbranch.tl.fit`: validate the expression matrix and put every cell in model space.
+
+In memory, the matrix is read whole; backed (on-disk) or above ``IN_MEMORY_MAX_CELLS`` cells it is validated,
+fitted with incremental PCA and projected one row chunk at a time, and the per-type decoder statistics are
+taken from a subsample (≤ 2,000 cells a type), so memory holds only the low-dimensional cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .. import _anndata, _chunks
+from .. import _logging as logg
+from ..representation import PCARepresentation
+from ..representation_scvi import SCVIRepresentation
+
+
+@dataclass
+class Represented:
+    rep: object
+    kind: str  # "counts" or "lognorm": what the matrix held
+    var_names: pd.Index
+    z_all: np.ndarray  # every cell in model space
+    x_dec: object  # representation inputs of the cells the decoder statistics come from
+    y_dec: np.ndarray
+    b_dec: np.ndarray | None
+    chunked: bool
+
+
+def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, representation: str,
+              layer, use_raw: bool, input_kind: str, n_comps: int | None, batch_key, scvi_model, scvi_epochs,
+              random_state: int, progress: bool) -> Represented:
+    X, var_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
+    where = "raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X")
+    chunked = _chunks.is_chunked(X)
+    if chunked and representation != "pca":
+        msg = "backed AnnData (and > 50,000 cells) is supported with representation='pca'; load it into memory for scVI"
+        raise ValueError(msg)
+    kind = (_chunks.check_expression if chunked else _anndata.check_expression)(X, expected=input_kind, where=where)
+    if representation == "pca" and (batch_key is not None or scvi_model is not None):
+        msg = "batch_key= and scvi_model= go with representation='scvi'"
+        raise ValueError(msg)
+    y = labels.to_numpy()
+
+    batch = None
+    if representation == "scvi":
+        if kind != "counts":
+            msg = f"representation='scvi' models raw counts, but {where} holds log-normalized values; pass layer="
+            raise ValueError(msg)
+        if batch_key is not None:
+            batch = _anndata.check_obs_column(adata, batch_key, what="batch_key")
+        if scvi_model is not None:
+            genes = pd.Index(scvi_model.adata.var_names.astype(str))
+            missing = genes.difference(var_names)
+            if len(missing):
+                msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
+                raise ValueError(msg)
+            X, var_names = X[:, var_names.get_indexer(genes)], genes
+        rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
+    else:
+        rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
+
+    t0 = logg.info(f"    fitting the {representation} representation" + (" in chunks" if chunked else ""))
+    if chunked:
+        rep.fit_chunks((_anndata.to_lognorm(b, kind) for b in _chunks.row_chunks(X, train_mask)),
+                       random_state=random_state)
+        z_all = _chunks.transform(rep, X, kind)
+        rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
+        x_dec, y_dec, b_dec = _anndata.to_lognorm(_chunks.read_rows(X, rows), kind), y[rows], None
+    else:
+        x_in = X if representation == "scvi" else _anndata.to_lognorm(X, kind)
+        bt = batch[train_mask] if batch is not None else None
+        rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
+        z_all = rep.transform(x_in, batch=batch)
+        x_dec, y_dec, b_dec = x_in[train_mask], y[train_mask], bt
+    logg.info(f"    {rep.n_features} {representation} components", time=t0)
+    return Represented(rep, kind, var_names, z_all, x_dec, y_dec, b_dec, chunked)
