@@ -72,10 +72,11 @@ def _fit(args) -> int:
 
     from . import tl
 
-    adata = ad.read_h5ad(args.data)
+    adata = ad.read_h5ad(args.data, backed="r" if args.backed else None)
     model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer, use_raw=args.use_raw,
-                   max_steps=args.max_steps, branched=not args.flat, random_state=args.seed,
-                   progress=not args.no_progress)
+                   representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
+                   branched=not args.flat, accelerator=args.accelerator, devices=args.devices,
+                   strategy=args.strategy, random_state=args.seed, progress=not args.no_progress)
     model.save(args.out, overwrite=args.overwrite)
     logg.info(f"saved the model to {args.out}/ (hierarchy: {model.hierarchy.to_newick()})")
     return 0
@@ -90,7 +91,7 @@ def _generate(args) -> int:
     if args.types:
         n_cells = dict.fromkeys(args.types, args.n)
     syn = tl.generate(model, n_cells, sampler=args.sampler, n_steps=args.n_steps, random_state=args.seed,
-                      progress=not args.no_progress)
+                      transform_batch=args.transform_batch, progress=not args.no_progress)
     syn.write_h5ad(args.out)
     logg.info(f"wrote {syn.n_obs} synthetic cells to {args.out}")
     return 0
@@ -115,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="'data' (default), 'cl' (Cell Ontology + data times), or a Newick string or file")
     f.add_argument("--layer", default=None, help="read expression from this layer instead of .X")
     f.add_argument("--use-raw", action="store_true", help="read expression from .raw")
+    f.add_argument("--representation", choices=["pca", "scvi"], default="pca",
+                   help="model space: PCA of log-normalized expression, or scVI's latent space with synthetic "
+                        "counts decoded by scVI (needs raw counts) (default: %(default)s)")
+    f.add_argument("--batch-key", default=None, help="obs column of batches, passed to scVI (with --representation scvi)")
+    f.add_argument("--backed", action="store_true",
+                   help="read the .h5ad backed (on disk) and work in row chunks: for data larger than memory")
+    f.add_argument("--accelerator", default="auto", help="lightning accelerator: auto, cpu, gpu (default: %(default)s)")
+    f.add_argument("--devices", default="auto", help="lightning devices, e.g. 1 or 4 (default: %(default)s)")
+    f.add_argument("--strategy", default="auto", help="lightning strategy, e.g. ddp (default: %(default)s)")
     f.add_argument("--max-steps", type=int, default=None, help="training steps (default: chosen by data size)")
     f.add_argument("--flat", action="store_true", help="fit the flat label-conditional baseline instead")
     f.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--sampler", default="ddim", choices=["ddim", "dpm_solver_2", "heun", "euler_maruyama", "pc"],
                    help="reverse-diffusion sampler (default: %(default)s)")
     g.add_argument("--n-steps", type=int, default=None, help="sampler steps (default: per sampler)")
+    g.add_argument("--transform-batch", default=None,
+                   help="scVI models with a batch key: decode every cell in this batch (default: the type's batches)")
     g.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)

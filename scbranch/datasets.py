@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
+from scipy import sparse
 
 REQUIRED_KEYS = {"name", "description", "url", "sha256", "size_bytes", "format", "label_key", "ontology_key",
                  "licence", "citation"}
@@ -26,6 +28,26 @@ def pbmc68k() -> ad.AnnData:
     adata = full.raw.to_adata()
     adata.obs = full.obs[["bulk_labels", "n_counts", "percent_mito"]].copy()
     adata.obsm["X_umap"] = full.obsm["X_umap"].copy()
+    return adata
+
+
+def pbmc68k_counts() -> ad.AnnData:
+    """:func:`pbmc68k` with integer counts in ``.X`` and ``layers["counts"]``, for count models (scVI).
+
+    ``pbmc68k_reduced`` ships no raw matrix, but its ``.raw`` is log1p(s·counts) with one scale s per cell, so
+    the counts come back exactly: expm1(x)/s, with s the cell's smallest non-zero value (a count of 1).
+    Library sizes are over its 765 genes only.
+    """
+    adata = pbmc68k()
+    x = np.expm1(adata.X.toarray() if sparse.issparse(adata.X) else np.asarray(adata.X, dtype=np.float64))
+    scale = np.where(x > 0, x, np.inf).min(1, keepdims=True)
+    ratio = x / scale
+    counts = np.round(ratio)
+    if np.abs(ratio - counts).max() > 0.35:  # float32 storage leaves ≤ 0.12 here; a non-count matrix far more
+        msg = "pbmc68k_reduced's .raw is not a per-cell scaling of integer counts in this scanpy version"
+        raise ValueError(msg)
+    adata.X = sparse.csr_matrix(counts.astype(np.float32))
+    adata.layers["counts"] = adata.X.copy()
     return adata
 
 

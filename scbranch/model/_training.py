@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 import warnings
+from contextlib import contextmanager
 
 import lightning.pytorch as pl
 import numpy as np
@@ -146,13 +148,15 @@ def train_module(
     devices="auto",
     strategy="auto",
     checkpoint_dir: str | None = None,
+    trainer_kwargs=None,
 ) -> dict:
     """Train ``module`` in place (its weights end as the best EMA weights); return the loss history.
 
     ``balance`` tempers class imbalance: a cell of a type with n_k cells is drawn with weight n_k**-balance
     (0: natural frequencies, 1: every type equally often), so rare types' own branches see enough steps.
     ``params`` restricts the trainable parameters (used to train only some branches). ``checkpoint_dir``
-    keeps Lightning checkpoints of the last and the best validation step.
+    keeps Lightning checkpoints of the last and the best validation step; ``trainer_kwargs`` go to
+    ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
     """
     rng = np.random.default_rng(random_state)
     seeds = rng.integers(2**31, size=3)
@@ -178,17 +182,17 @@ def train_module(
     if checkpoint_dir is not None:
         monitor = "val_loss" if val_dl is not None else "train_loss"
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=checkpoint_dir, monitor=monitor, save_last=True))
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, strategy=strategy, max_steps=max_steps,
-        val_check_interval=min(check_every, max_steps), check_val_every_n_epoch=None,
-        limit_val_batches=1 if val_dl is not None else 0, num_sanity_val_steps=0, callbacks=callbacks,
-        enable_progress_bar=progress, enable_checkpointing=checkpoint_dir is not None, logger=False,
-        enable_model_summary=False, gradient_clip_val=1.0, deterministic=False,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*(does not have many workers|IterableDataset|GPU available).*")
-        _quiet_lightning()
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator=accelerator, devices=devices, strategy=strategy, max_steps=max_steps,
+            val_check_interval=min(check_every, max_steps), check_val_every_n_epoch=None,
+            limit_val_batches=1 if val_dl is not None else 0, num_sanity_val_steps=0, callbacks=callbacks,
+            enable_progress_bar=progress, enable_checkpointing=checkpoint_dir is not None, logger=False,
+            enable_model_summary=False, gradient_clip_val=1.0, **dict(trainer_kwargs or {}),
+        )
+        t0 = time.perf_counter()
         trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
+        seconds = time.perf_counter() - t0
     if task.run_n:  # the steps after the last check (max_steps not a multiple of check_every)
         task.check(np.nan if val_dl is None else _val_loss(task, val_dl))
     module.load_state_dict(task.best_state if task.best_state is not None else task.ema.state_dict())
@@ -196,6 +200,7 @@ def train_module(
     hist = {k: np.asarray(v) for k, v in task.hist.items()}
     hist["best_val_loss"] = float(task.best)
     hist["n_steps"] = int(hist["step"][-1])
+    hist["seconds"] = float(seconds)
     return hist
 
 
@@ -206,8 +211,18 @@ def _val_loss(task: DiffusionTask, val_dl) -> float:
         return float(task.ema.loss(x.to(dev), y.to(dev), t=t.to(dev), noise=noise.to(dev))[0].mean())
 
 
-def _quiet_lightning() -> None:
-    # Lightning logs which accelerator and devices it found on every fit: noise in a notebook
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+@contextmanager
+def _quiet_lightning():
+    """Lightning reports its accelerator, tips and data-loader advice on every fit: noise in a notebook."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*(does not have many workers|IterableDataset|GPU available|LeafSpec"
+                                          "|limit_val_batches|litlogger).*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)

@@ -80,6 +80,7 @@ def fit(
     devices: int | str | list[int] = "auto",
     strategy: str = "auto",
     checkpoint_dir: str | None = None,
+    trainer_kwargs: Mapping | None = None,
     random_state: int = 0,
     progress: bool = True,
     key_added: str = "scbranch",
@@ -122,9 +123,10 @@ def fit(
     branched
         ``False`` fits the flat baseline in the same code: one branch per type over the whole time range
         (a label-conditional diffusion model), for comparisons.
-    accelerator, devices, strategy, checkpoint_dir
-        Passed to ``lightning.Trainer`` (e.g. ``accelerator="gpu", devices=4, strategy="ddp"``); checkpoints
-        of the last and best validation step go to ``checkpoint_dir`` if given.
+    accelerator, devices, strategy, checkpoint_dir, trainer_kwargs
+        Passed to ``lightning.Trainer`` (e.g. ``accelerator="gpu", devices=4, strategy="ddp",
+        trainer_kwargs={"num_nodes": 2}``); checkpoints of the last and best validation step go to
+        ``checkpoint_dir`` if given.
     random_state
         Seed for the split, the network's initialisation and the training noise.
     key_added
@@ -205,7 +207,7 @@ def fit(
     t0 = logg.info(f"    training {len(model.branches)} branches for up to {max_steps} steps")
     hist = model.train(z, y, max_steps=max_steps, batch_size=batch_size, lr=lr, random_state=random_state,
                        progress=progress, accelerator=accelerator, devices=devices, strategy=strategy,
-                       checkpoint_dir=checkpoint_dir)
+                       checkpoint_dir=checkpoint_dir, trainer_kwargs=trainer_kwargs)
     model.fit_decoder(r.x_dec, r.y_dec, r.b_dec)
     logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
 
