@@ -43,7 +43,7 @@ def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, rand
         f"{len(model.branches)} branches",
         f"hierarchy: {model.hierarchy.to_newick()}",
         "",
-        "| sampling (ddim, 200 steps) | network calls (NFE) | cell-rows evaluated |",
+        "| sampling (euler_maruyama, 50 steps) | network calls (NFE) | cell-rows evaluated |",
         "|---|---:|---:|",
         f"| shared tree walk | {shared_st['nfe']} | {shared_st['n_evals']} |",
         f"| each type alone | {alone_st['nfe']} | {alone_st['n_evals']} |",
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--n", type=int, default=100, help="cells per type (default: %(default)s)")
     g.add_argument("--types", nargs="+", default=None, help="only these types (default: all)")
     g.add_argument("--out", type=Path, required=True, help="output .h5ad")
-    g.add_argument("--sampler", default="ddim", choices=["ddim", "dpm_solver_2", "heun", "euler_maruyama", "pc"],
+    g.add_argument("--sampler", default="euler_maruyama",
+                   choices=["euler_maruyama", "ddim", "dpm_solver_2", "heun", "pc"],
                    help="reverse-diffusion sampler (default: %(default)s)")
     g.add_argument("--n-steps", type=int, default=None, help="sampler steps (default: per sampler)")
     g.add_argument("--transform-batch", default=None,

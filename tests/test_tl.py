@@ -37,7 +37,8 @@ def test_generate_returns_annotated_cells(toy_model):
     assert syn.obsm["X_scbranch"].shape == (50, model.representation.n_features)
     assert (syn.X >= 0).all() and np.isfinite(syn.X).all()
     gen = syn.uns["scbranch"]["generate"]
-    assert gen["sampler"] == "ddim" and gen["nfe"] > 0 and gen["n_evals"] >= gen["nfe"]
+    assert gen["sampler"] == "euler_maruyama" and gen["nfe_per_trajectory"] == 50
+    assert gen["nfe"] > 0 and gen["n_evals"] >= gen["nfe"]
     syn_all = sb.tl.generate(model, 10, progress=False)
     assert syn_all.obs["cell_type"].value_counts().to_dict() == {"A": 10, "B": 10, "C": 10}
 
