@@ -21,12 +21,12 @@ def gaussian_per_type(z: np.ndarray, labels, n_per_type: int, random_state: int 
     return np.vstack(out), np.asarray(lab)
 
 
-def scanvi_prior_sample(counts: ad.AnnData, groupby: str, n_per_type: int, *, max_epochs: int = 200,
+def scanvi_prior_sample(counts: ad.AnnData, groupby: str, n_per_type: int | dict, *, max_epochs: int = 200,
                         random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Train scVI → scANVI on ``counts.X`` (integers), then sample from scANVI's label-conditional prior:
     z2 ~ N(0, I), z1 ~ p(z1 | z2, y) (its decoder_z1_z2), library sizes drawn from the type's observed ones,
     counts ~ p(x | z1, library) (its (ZI)NB likelihood). scvi-tools has no such sampler; this is it.
-    Returns (sampled counts, labels)."""
+    ``n_per_type``: one number for every type or ``{type: n}``. Returns (sampled counts, labels)."""
     import scvi
 
     scvi.settings.seed = random_state
@@ -44,16 +44,17 @@ def scanvi_prior_sample(counts: ad.AnnData, groupby: str, n_per_type: int, *, ma
     out, lab = [], []
     with torch.no_grad():
         for code, t in enumerate(mapping):
-            if t not in set(labels):
+            n = n_per_type.get(t, 0) if isinstance(n_per_type, dict) else n_per_type
+            if t not in set(labels) or n == 0:
                 continue
-            y = torch.full((n_per_type, 1), code, dtype=torch.long)
-            z2 = torch.randn((n_per_type, module.n_latent), generator=gen)
+            y = torch.full((n, 1), code, dtype=torch.long)
+            z2 = torch.randn((n, module.n_latent), generator=gen)
             m, v = module.decoder_z1_z2(z2, y)
             z1 = m + v.sqrt() * torch.randn(m.shape, generator=gen)
             obs_lib = lib[labels == t]
-            pick = torch.as_tensor(obs_lib[torch.randint(len(obs_lib), (n_per_type,), generator=gen).numpy()])
+            pick = torch.as_tensor(obs_lib[torch.randint(len(obs_lib), (n,), generator=gen).numpy()])
             gen_out = module.generative(z=z1, library=pick.log()[:, None].float(),
-                                        batch_index=torch.zeros((n_per_type, 1), dtype=torch.long), y=y)
+                                        batch_index=torch.zeros((n, 1), dtype=torch.long), y=y)
             out.append(gen_out["px"].sample().numpy())
-            lab += [t] * n_per_type
+            lab += [t] * n
     return np.vstack(out), np.asarray(lab)

@@ -12,6 +12,7 @@
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
 import scanpy as sc
 
 import scbranch as sb
@@ -48,9 +49,25 @@ markers = sb.metrics.marker_recovery(real_p, syn_p, "bulk_labels", n_top=20)
 print(markers.round(2))
 print("mean top-20 overlap:", round(markers["top20_overlap"].mean(), 2))
 
+# %% [markdown]
+# Both in the *real* cells' PCA (synthetic cells projected with the real loadings), one colour per type.
+
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for ax, a, title in ((axes[0], real_p, "real counts"), (axes[1], syn_p, "synthetic counts (scVI decoder)")):
-    sc.pl.pca(a, color="bulk_labels", ax=ax, show=False, title=title, legend_loc=None)
+def dense(x):
+    return np.asarray(x.todense()) if hasattr(x, "todense") else np.asarray(x)
+
+
+mean, loadings = dense(real_p.X).mean(0), real_p.varm["PCs"]  # loadings are zero outside the real HVGs
+coords = {"real counts": dense(real_p.X) @ loadings - mean @ loadings,
+          "synthetic counts (scVI decoder)": dense(syn_p.X) @ loadings - mean @ loadings}
+labels = {"real counts": real_p.obs["bulk_labels"], "synthetic counts (scVI decoder)": syn_p.obs["bulk_labels"]}
+colours = dict(zip(adata.obs["bulk_labels"].cat.categories, plt.cm.tab10.colors))
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
+for ax, (title, z) in zip(axes, coords.items()):
+    for t, c in colours.items():
+        m = (labels[title] == t).to_numpy()
+        ax.scatter(z[m, 0], z[m, 1], s=6, color=c, label=t)
+    ax.set(title=title, xlabel="PC1 (real)", ylabel="PC2 (real)")
+axes[1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
 fig.tight_layout()
 fig.savefig("counts_real_vs_synthetic_pca.png", dpi=120)

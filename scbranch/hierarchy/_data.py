@@ -51,11 +51,11 @@ class SeparationTest:
         level: float = 0.05,
         n_times: int = 200,
     ):
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         labels = np.asarray(labels)
         self.moments = {}
         for ty in pd.unique(labels):
-            xk = x[labels == ty]
+            xk = x[labels == ty].astype(np.float64)  # per type: no float64 copy of all cells at once
             cov = np.cov(xk, rowvar=False) if len(xk) > 1 else np.zeros((x.shape[1], x.shape[1]))
             self.moments[ty] = (xk.mean(0), np.atleast_2d(cov), len(xk))
         self.n_ref, self.level, self.dim = n_ref, level, x.shape[1]

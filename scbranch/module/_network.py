@@ -95,12 +95,17 @@ class BranchedScoreNet(nn.Module):
         return head
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor) -> torch.Tensor:
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
         scalar_branch = isinstance(branch, int)
-        b_idx = torch.full((x.shape[0],), branch, dtype=torch.long, device=x.device) if scalar_branch else branch
-        emb = self.branch_emb[branch].expand(x.shape[0], -1) if scalar_branch else torch.stack(list(self.branch_emb))[b_idx]
-        cond = nn.functional.silu(self.time_emb(t) + emb)
+        if scalar_branch and t.ndim == 0:
+            # the sampler's fast path: every row shares t and branch, so the conditioning (time MLP and FiLM,
+            # ~40 % of the per-row work) is computed for one row and broadcast
+            cond = nn.functional.silu(self.time_emb(t[None]) + self.branch_emb[branch][None])
+        else:
+            t = t.expand(x.shape[0]) if t.ndim == 0 else t
+            b_idx = torch.full((x.shape[0],), branch, dtype=torch.long, device=x.device) if scalar_branch else branch
+            emb = (self.branch_emb[branch].expand(x.shape[0], -1) if scalar_branch
+                   else torch.stack(list(self.branch_emb))[b_idx])
+            cond = nn.functional.silu(self.time_emb(t) + emb)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, cond)
