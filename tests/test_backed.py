@@ -3,6 +3,7 @@
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 
 import scbranch as sb
 from scbranch import _chunks
@@ -51,3 +52,18 @@ def test_lightning_checkpoints_and_trainer_options(toy_adata, tmp_path):
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert "last.ckpt" in files and len(files) >= 2, files
     assert model.history["n_steps"] == 120 and len(model.history["step"]) >= 1
+
+
+def test_minibatches_follow_the_weights_and_validation_is_capped():
+    from scbranch.model._training import MAX_VAL_CELLS, WeightedBatches, validation_mask
+
+    x, y = torch.arange(3.0)[:, None], torch.arange(3)
+    batches = WeightedBatches(x, y, torch.tensor([0.0, 1.0, 3.0]), batch_size=256, n_batches=40, seed=0)
+    drawn = torch.cat([b[1] for b in batches])
+    freq = torch.bincount(drawn, minlength=3).double() / len(drawn)
+    assert freq[0] == 0 and abs(freq[1] - 0.25) < 0.02 and abs(freq[2] - 0.75) < 0.02
+    again = torch.cat([b[1] for b in WeightedBatches(x, y, torch.tensor([0.0, 1.0, 3.0]), 256, 40, seed=0)])
+    assert torch.equal(drawn, again)
+    codes = np.repeat(np.arange(4), 25_000)  # 100k cells: 10 % would be 10,000 validation cells
+    mask = validation_mask(codes, 0.1, np.random.default_rng(0))
+    assert 4000 <= mask.sum() <= MAX_VAL_CELLS and all(mask[codes == k].sum() == mask.sum() // 4 for k in range(4))

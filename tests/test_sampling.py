@@ -114,3 +114,20 @@ def test_samplers_recover_known_gaussian_under_componentwise_schedule(name):
                          generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out.mean(0), GUD_MU, atol=0.08, rtol=0)
     torch.testing.assert_close(out.std(0) / GUD_STD, torch.ones(3), atol=0.06, rtol=0)
+
+
+def test_network_shared_conditioning_matches_per_row():
+    """The sampler's case (one t, one branch for all rows) computes the conditioning once; same ε̂ as per row."""
+    from scbranch.module._network import BranchedScoreNet
+
+    torch.manual_seed(0)
+    net = BranchedScoreNet(5, 3, width=32, n_blocks=2).eval()
+    for p in net.parameters():  # non-trivial weights (fc2 and heads start near zero)
+        torch.nn.init.normal_(p, std=0.3)
+    x, t = torch.randn(64, 5), torch.full((64,), 0.37)
+    with torch.no_grad():
+        shared = net(x, t, 2)
+        per_row = net(x, t, torch.full((64,), 2, dtype=torch.long))
+        other_t = net(x, torch.full((64,), 0.8), 2)
+    torch.testing.assert_close(shared, per_row, rtol=1e-4, atol=1e-5)
+    assert (shared - other_t).abs().max() > 1e-2

@@ -39,6 +39,14 @@ def stratified_split(codes: np.ndarray, fraction: float, rng: np.random.Generato
     return mask
 
 
+def validation_mask(codes: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`stratified_split` with at most ``MAX_VAL_CELLS`` cells in all. The validation loss is a fixed-noise
+    estimate: a few thousand cells suffice, and 10 % of a million cells in one forward pass took more memory than
+    everything else in fit."""
+    fraction = min(fraction, MAX_VAL_CELLS / max(len(codes), 1))
+    return stratified_split(codes, fraction, rng) if fraction > 0 else np.zeros(len(codes), bool)
+
+
 class WeightedBatches(IterableDataset):
     """``n_batches`` minibatches of (cells, type codes) drawn with replacement with per-cell ``weights``.
 
@@ -167,10 +175,7 @@ def train_module(
     """
     rng = np.random.default_rng(random_state)
     seeds = rng.integers(2**31, size=3)
-    # the validation loss is a fixed-noise estimate: a few thousand cells suffice, and all of 10 % of a million
-    # cells in one forward pass took more memory than everything else in fit
-    val_fraction = min(val_fraction, MAX_VAL_CELLS / max(len(codes), 1))
-    val_mask = stratified_split(codes, val_fraction, rng) if val_fraction > 0 else np.zeros(len(codes), bool)
+    val_mask = validation_mask(codes, val_fraction, rng)
     x_tr, y_tr = torch.as_tensor(x[~val_mask]), torch.as_tensor(codes[~val_mask], dtype=torch.long)
     counts = np.bincount(codes[~val_mask])
     weights = torch.as_tensor(counts[codes[~val_mask]].astype(np.float64) ** -balance)

@@ -96,10 +96,10 @@ class BranchedScoreNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor) -> torch.Tensor:
         scalar_branch = isinstance(branch, int)
-        if scalar_branch and t.ndim == 0:
-            # the sampler's fast path: every row shares t and branch, so the conditioning (time MLP and FiLM,
+        if scalar_branch and (t.ndim == 0 or (t.numel() > 0 and bool((t == t[0]).all()))):
+            # the sampler's case: every row shares t and branch, so the conditioning (time MLP and FiLM,
             # ~40 % of the per-row work) is computed for one row and broadcast
-            cond = nn.functional.silu(self.time_emb(t[None]) + self.branch_emb[branch][None])
+            cond = nn.functional.silu(self.time_emb(t.reshape(-1)[:1]) + self.branch_emb[branch][None])
         else:
             t = t.expand(x.shape[0]) if t.ndim == 0 else t
             b_idx = torch.full((x.shape[0],), branch, dtype=torch.long, device=x.device) if scalar_branch else branch
