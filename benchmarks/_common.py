@@ -19,7 +19,12 @@ GROUPBY = "bulk_labels"
 
 def split_pbmc(test_fraction: float = 0.3, random_state: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
     """pbmc68k_reduced (.raw, log-normalized), split per type into train and held-out test cells."""
-    adata = sb.datasets.pbmc68k()
+    return split_per_type(sb.datasets.pbmc68k(), test_fraction, random_state)
+
+
+def split_per_type(adata: ad.AnnData, test_fraction: float = 0.3,
+                   random_state: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
+    """Train and held-out test cells, ``test_fraction`` of every ``GROUPBY`` type (at least one) held out."""
     rng = np.random.default_rng(random_state)
     test = np.zeros(adata.n_obs, bool)
     for t in adata.obs[GROUPBY].unique():

@@ -34,7 +34,7 @@ from scbranch._anndata import to_lognorm
 from scbranch.representation_scvi import _counts_adata
 
 from _baselines import scanvi_prior_sample
-from _common import GROUPBY, _dense, timer, write_json
+from _common import GROUPBY, _dense, split_per_type, timer, write_json
 
 
 class _Draws:
@@ -59,17 +59,8 @@ def as_draws(counts: np.ndarray, labels, test_labels: np.ndarray, n_draws: int) 
     return out
 
 
-def stratified_split(adata: ad.AnnData, random_state: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
-    rng = np.random.default_rng(random_state)
-    test = np.zeros(adata.n_obs, bool)
-    for t in adata.obs[GROUPBY].unique():
-        idx = np.flatnonzero(adata.obs[GROUPBY] == t)
-        test[rng.choice(idx, max(1, int(round(0.3 * len(idx)))), replace=False)] = True
-    return adata[~test].copy(), adata[test].copy()
-
-
 def run(adata: ad.AnnData, args, label: str) -> dict:
-    train, test = stratified_split(adata)
+    train, test = split_per_type(adata)
     y_tr, y_te = (a.obs[GROUPBY].astype(str).to_numpy() for a in (train, test))
     need = {t: int(n) * args.draws for t, n in pd.Series(y_te).value_counts().items()}
     c_tr, c_te = _dense(train.X), _dense(test.X)
