@@ -40,9 +40,8 @@ def flat_finetune_new_only(model, new_cells, new_type, steps, seed):
     model.config["types"] = [*model.types, new_type]
     model._set_branches()
     model.module.set_paths(model.type_paths())
-    x = model.get_lognorm(new_cells)
-    z = model.representation.transform(x)
-    model.set_residual(x, [new_type] * len(x))
+    z = model.get_latent(new_cells)
+    model.fit_decoder(model.decoder_data(new_cells, [new_type] * len(z)), random_state=seed)
     codes = np.full(len(z), model.types.index(new_type))
     with torch.random.fork_rng():
         torch.manual_seed(seed)

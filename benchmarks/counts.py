@@ -31,7 +31,7 @@ from sparse import GCXS
 import scbranch as sb
 from scbranch import metrics
 from scbranch._anndata import to_lognorm
-from scbranch.representation_scvi import _counts_adata
+from scbranch.representation._scvi import _counts_adata
 
 from _baselines import scanvi_prior_sample
 from _common import GROUPBY, _dense, split_per_type, timer, write_json

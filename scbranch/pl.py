@@ -7,10 +7,11 @@ from pathlib import Path
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from .hierarchy import Hierarchy
 
-__all__ = ["branch_points", "hierarchy", "synthetic_vs_real", "transmutation"]
+__all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
 
 
 def synthetic_vs_real(
@@ -175,3 +176,135 @@ def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted",
     ax.legend(fontsize=7, frameon=False)
     _finish(fig, save, show)
     return axes
+
+
+def realism(
+    adata: ad.AnnData,
+    syn: ad.AnnData,
+    *,
+    groupby: str,
+    n_genes: int = 3,
+    layer: str | None = None,
+    use_raw: bool = False,
+    ax=None,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    return_fig: bool = False,
+):
+    """Gene-level realism of synthetic cells, real and synthetic side by side.
+
+    Left: a dot plot of each type's top ``n_genes`` marker genes (chosen on the real cells: largest mean
+    difference vs the rest), with rows ``"T (real)"`` and ``"T (syn)"`` interleaved per type; dot size = fraction
+    of cells expressing (>0), color = mean expression on one shared scale. Right: per gene, mean expression vs
+    fraction expressing over all cells, real and synthetic in two colors (synthetic cells without zeros sit on
+    a flat line at the top).
+
+    Parameters
+    ----------
+    adata
+        Real cells; log-normalized expression in ``.X``, ``.layers[layer]`` or ``.raw`` (``use_raw``).
+    syn
+        Synthetic cells (e.g. from :func:`scbranch.tl.generate`), log-normalized in ``.X``; genes are matched
+        to ``adata``'s by name.
+    groupby
+        Cell-type column of both ``.obs``.
+    ax
+        Two Axes to draw in (default: a new figure).
+    show
+        Call ``plt.show()`` (default: don't).
+    save
+        Write the figure to this path.
+    return_fig
+        Return the Figure instead of the two Axes.
+    """
+    from scipy import sparse
+
+    for a, name in ((adata, "adata"), (syn, "syn")):
+        if groupby not in a.obs:
+            msg = f"{name}.obs has no column {groupby!r}"
+            raise KeyError(msg)
+    if use_raw and layer is not None:
+        msg = "give either layer= or use_raw=True, not both"
+        raise ValueError(msg)
+    if use_raw:
+        if adata.raw is None:
+            msg = "use_raw=True but adata.raw is None"
+            raise KeyError(msg)
+        x_real, real_names = adata.raw.X, adata.raw.var_names
+    else:
+        x_real, real_names = (adata.layers[layer] if layer is not None else adata.X), adata.var_names
+    # match genes by name, in adata's order
+    pos_syn = syn.var_names.get_indexer(real_names)
+    keep = np.flatnonzero(pos_syn >= 0)
+    if len(keep) == 0:
+        msg = "adata and syn share no gene names"
+        raise ValueError(msg)
+    genes = np.asarray(real_names)[keep]
+
+    def dense(x, cols):
+        x = x[:, cols]
+        return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
+
+    xr, xs = dense(x_real, keep), dense(syn.X, pos_syn[keep])
+    yr, ys = adata.obs[groupby].astype(str).to_numpy(), syn.obs[groupby].astype(str).to_numpy()
+    cats = adata.obs[groupby].cat.categories if hasattr(adata.obs[groupby], "cat") else pd.unique(yr)
+    types = [str(t) for t in cats if (yr == str(t)).any()]
+
+    # markers on the real cells: largest mean difference of a type vs all other cells (deduplicated)
+    markers: list[int] = []
+    for t in types:
+        m = yr == t
+        rest = xr[~m].mean(0) if (~m).any() else np.zeros(xr.shape[1], np.float32)
+        diff = xr[m].mean(0) - rest
+        markers += [g for g in np.argsort(-diff, kind="stable") if g not in markers][:n_genes]
+    rows, means, fracs = [], [], []
+    for t in types:
+        for x, y, side in ((xr, yr, "real"), (xs, ys, "syn")):
+            sub = x[y == t][:, markers]
+            rows.append(f"{t} ({side})")
+            # a type the model did not generate gets an empty row (NaN draws no dot)
+            means.append(sub.mean(0) if len(sub) else np.full(len(markers), np.nan))
+            fracs.append((sub > 0).mean(0) if len(sub) else np.full(len(markers), np.nan))
+    means, fracs = np.array(means), np.array(fracs)
+
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 0.45 * len(markers) + 8), max(4.0, 0.3 * len(rows) + 1.5)),
+                                 gridspec_kw={"width_ratios": [max(1.0, 0.12 * len(markers)), 1]})
+    else:
+        if len(ax) != 2:
+            msg = f"ax must be two Axes, got {len(ax)}"
+            raise ValueError(msg)
+        axes = np.array(list(ax), dtype=object)
+        fig = axes[0].figure
+    left, right = axes
+    gx, gy = np.meshgrid(np.arange(len(markers)), np.arange(len(rows)))
+    finite = means[np.isfinite(means)]
+    sc_ = left.scatter(gx.ravel(), gy.ravel(), s=np.nan_to_num(fracs.ravel()) * 180 + 1e-3, c=means.ravel(),
+                       cmap="Reds", vmin=0, vmax=float(finite.max()) if finite.size and finite.max() > 0 else 1,
+                       edgecolors="0.3", linewidths=0.3)
+    fig.colorbar(sc_, ax=left, label="mean expression", shrink=0.6)
+    left.set_xticks(np.arange(len(markers)))
+    left.set_xticklabels(genes[markers], rotation=90, fontsize=8)
+    left.set_yticks(np.arange(len(rows)))
+    left.set_yticklabels(rows, fontsize=8)
+    left.set_xlim(-0.6, len(markers) - 0.4)
+    left.set_ylim(len(rows) - 0.5, -0.5)
+    for i in range(2, len(rows), 2):  # separate types
+        left.axhline(i - 0.5, color="0.85", lw=0.6)
+    for f in (0.25, 0.5, 1.0):  # size legend
+        left.scatter([], [], s=f * 180, color="0.6", label=f"{f:.0%}")
+    left.legend(title="expressing", fontsize=7, title_fontsize=7, frameon=False, loc="upper left",
+                bbox_to_anchor=(1.0, 0.0), ncol=3)
+    left.set_title(f"top {n_genes} real markers per type")
+
+    for x, name, color in ((xr, "real", "tab:blue"), (xs, "synthetic", "tab:orange")):
+        right.scatter(x.mean(0), (x > 0).mean(0), s=6, alpha=0.6, color=color, label=f"{name} ({len(x)} cells)",
+                      rasterized=True)
+    right.set_xlabel("mean expression per gene")
+    right.set_ylabel("fraction of cells expressing")
+    right.set_ylim(-0.02, 1.02)
+    right.set_title(f"{len(genes)} genes")
+    right.legend(fontsize=7, frameon=False, loc="lower right")
+    right.spines[["top", "right"]].set_visible(False)
+    _finish(fig, save, show)
+    return fig if return_fig else axes

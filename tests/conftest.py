@@ -25,6 +25,10 @@ def toy_model(toy_adata):
     return model, adata
 
 
+def dense(x) -> np.ndarray:
+    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+
+
 def assert_adata_equal(a: ad.AnnData, b: ad.AnnData):
     """Deep equality of everything a tool could write to."""
     assert a.shape == b.shape

@@ -24,7 +24,7 @@ before = sb.tl.generate(model, {"CD19+ B": 50}, random_state=1)
 sb.tl.add_cell_type(model, nk, mode="heads", max_steps=steps)
 print(nk.uns["scbranch"]["continual"]["placements"])
 after = sb.tl.generate(model, {"CD19+ B": 50}, random_state=1)
-print("B cells unchanged after adding NK:", np.array_equal(before.X, after.X))
+print("B cells unchanged after adding NK:", np.array_equal(before.X.toarray(), after.X.toarray()))
 
 # %%
 syn = sb.tl.generate(model, 100)

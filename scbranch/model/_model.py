@@ -20,7 +20,7 @@ from .. import _anndata, _chunks
 from .. import _logging as logg
 from ..hierarchy import Hierarchy
 from ..module import make_module
-from ..representation import REPRESENTATIONS
+from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
 from ._training import train_module
 
@@ -29,7 +29,6 @@ from ._training import train_module
 # deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
 _DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
 DEFAULT_SAMPLER = "euler_maruyama"
-RESIDUAL_RANK = 8  # principal directions kept per type for the residual noise of gene-space decoding
 
 
 class BranchedDiffusion:
@@ -45,9 +44,6 @@ class BranchedDiffusion:
             self.module = make_module(self._module_config())
         self.history: dict = {}
         self.is_trained = False
-        # per-type mean of what the representation cannot reconstruct (see :meth:`to_genes`)
-        self.residual = np.zeros((len(self.types), len(config["var_names"])), dtype=np.float32)
-        self.residual_basis = np.zeros((len(self.types), RESIDUAL_RANK, len(config["var_names"])), dtype=np.float32)
 
     @property
     def types(self) -> list[str]:
@@ -128,7 +124,9 @@ class BranchedDiffusion:
 
     def get_input(self, adata: ad.AnnData):
         """What the representation reads: log-normalized expression (PCA) or raw counts (scVI)."""
-        X, kind = self._read(adata)
+        return self._as_input(*self._read(adata))
+
+    def _as_input(self, X, kind):
         return _anndata.to_lognorm(X, kind) if self.representation.input == "lognorm" else X
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
@@ -151,65 +149,27 @@ class BranchedDiffusion:
         check = _chunks.check_expression if _chunks.is_chunked(X) else _anndata.check_expression
         return X, check(X, expected=self.config["input_kind"])
 
-    def fit_decoder(self, x, labels, batch=None) -> None:
-        """Per-type statistics for decoding to genes, from representation inputs ``x`` (see :meth:`get_input`):
-        residuals outside the PCA (:meth:`set_residual`) or, for scVI, library sizes and batches."""
-        if self.representation.kind == "scvi":
-            self.representation.set_type_stats(x, labels, batch)
-        else:
-            self.set_residual(x, labels)
+    def decoder_data(self, adata: ad.AnnData, labels) -> DecoderData:
+        """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, and counts if any."""
+        X, kind = self._read(adata)
+        return DecoderData(self._as_input(X, kind), np.asarray(labels, dtype=str), counts_info(X, kind),
+                           self.get_batch(adata))
 
-    def set_residual(self, x: np.ndarray, labels) -> None:
-        """Per type in ``labels``: the mean and the top ``RESIDUAL_RANK`` principal directions (with their standard
-        deviations) of what the representation cannot reconstruct, ``x`` minus its reconstruction."""
-        labels = np.asarray(labels, dtype=str)
-        recon = self.representation.inverse_transform(self.representation.transform(x), clip=False)
-        n_types, n_genes = len(self.types), x.shape[1]
-        if self.residual.shape[0] < n_types:  # types added since
-            grow = n_types - self.residual.shape[0]
-            self.residual = np.vstack([self.residual, np.zeros((grow, n_genes), np.float32)])
-            self.residual_basis = np.concatenate([self.residual_basis, np.zeros((grow, *self.residual_basis.shape[1:]),
-                                                                                np.float32)])
-        for ty in np.unique(labels):
-            k = self.types.index(ty)
-            r = x[labels == ty] - recon[labels == ty]
-            self.residual[k] = r.mean(0)
-            if len(r) > 2:
-                _, sv, vt = np.linalg.svd(r - r.mean(0), full_matrices=False)
-                m = min(RESIDUAL_RANK, len(sv))
-                self.residual_basis[k] = 0
-                self.residual_basis[k, :m] = vt[:m] * (sv[:m] / np.sqrt(len(r) - 1))[:, None]
+    def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
+        """Fit (or, for new types, extend) the representation's decoder on real cells (see :meth:`decoder_data`)."""
+        self.representation.fit_decoder(data, random_state=random_state)
 
-    def to_genes(self, z: np.ndarray, labels, *, random_state: int | None = None) -> np.ndarray:
-        """Model-space cells → log-normalized expression: loadings·z + mean + r_type (+ residual noise).
+    def decode(self, z: np.ndarray, labels, *, random_state: int | None = 0,
+               transform_batch: str | None = None) -> Decoded:
+        """Model-space cells → cells: log-normalized ``X`` as the input was normalized, ``counts`` when the
+        decoder makes counts (the input held counts, or ``representation="scvi"``), ``batch`` (scVI)."""
+        return self.representation.decode(np.asarray(z, np.float32), np.asarray(labels, dtype=str),
+                                          random_state=random_state, transform_batch=transform_batch)
 
-        r_type, the type's mean residual outside the representation, restores type-specific genes the
-        representation drops — above all for a type added later, whose own directions a PCA fitted without it
-        cannot hold (measured: NK cells added to a 9-type PBMC model were told apart from real NK cells with
-        kNN AUC 1.0 in gene space without it, 0.80 with it; real-vs-real: 0.82). With ``random_state``, each
-        cell also gets a draw from the type's low-rank Gaussian residual, so synthetic cells carry the
-        within-type variation outside the representation that real cells have.
-        """
-        if self.representation.kind == "scvi":
-            counts, _ = self.to_counts(z, labels, random_state=random_state)
-            return _anndata.to_lognorm(counts, "counts")
-        codes = pd.Categorical(np.asarray(labels, dtype=str), categories=self.types).codes
-        x = self.representation.inverse_transform(z, clip=False) + self.residual[codes]
-        if random_state is not None:
-            eps = np.random.default_rng(random_state).standard_normal((len(z), self.residual_basis.shape[1]))
-            x = x + np.einsum("nr,nrg->ng", eps.astype(np.float32), self.residual_basis[codes])
-        return np.clip(x, 0.0, None).astype(np.float32)
-
-    def to_counts(self, z: np.ndarray, labels, *, random_state: int | None = 0,
-                  transform_batch: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model-space cells → counts through scVI's decoder (``representation="scvi"`` only): library sizes
-        from the type's observed ones, batch from the type's batches or ``transform_batch``. Returns the
-        counts and each cell's batch (``None`` without a batch key)."""
-        if self.representation.kind != "scvi":
-            msg = "counts need representation='scvi' (a PCA model decodes to log-normalized expression only)"
-            raise ValueError(msg)
-        return self.representation.sample_counts(z, labels, random_state=random_state or 0,
-                                                 transform_batch=transform_batch)
+    def to_genes(self, z: np.ndarray, labels, *, random_state: int | None = 0) -> np.ndarray:
+        """Dense log-normalized expression of model-space cells (see :meth:`decode`)."""
+        X = self.decode(z, labels, random_state=random_state).X
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
     def train(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
@@ -286,9 +246,8 @@ class BranchedDiffusion:
             msg = f"{path} exists and is not empty; pass overwrite=True"
             raise FileExistsError(msg)
         path.mkdir(parents=True, exist_ok=True)
-        torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict(),
-                    "residual": torch.from_numpy(self.residual),
-                    "residual_basis": torch.from_numpy(self.residual_basis)}, path / "model.pt")
+        torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict()},
+                   path / "model.pt")
         self.representation.save_files(path)
         hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
         meta = {"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
@@ -306,8 +265,6 @@ class BranchedDiffusion:
             state["representation"], meta=meta.get("representation_meta", {}), path=path)
         model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
         model.module.load_state_dict(state["module"])
-        model.residual = state["residual"].numpy()
-        model.residual_basis = state["residual_basis"].numpy()
         model.module.eval()
         model.history = {k: np.asarray(v) if isinstance(v, list) and k != "continual" else v
                          for k, v in meta["history"].items()}

@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
@@ -52,12 +53,12 @@ def add_cell_type(
     if not model.is_trained:
         msg = "the model is not trained"
         raise RuntimeError(msg)
-    x_new, batch_new = model.get_input(adata_new), model.get_batch(adata_new)
-    z_new = model.representation.transform(x_new, batch=batch_new)
+    data = model.decoder_data(adata_new, labels.to_numpy())
+    z_new = model.representation.transform(data.x, batch=data.batch)
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
     report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
                             progress=progress)
-    model.fit_decoder(x_new, labels.to_numpy(), batch_new)
+    model.fit_decoder(data, random_state=random_state)
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
@@ -163,7 +164,7 @@ def augment(
         raise ValueError(msg)
     need = {t: int(min_cells - counts.get(t, 0)) for t in model.types if counts.get(t, 0) < min_cells}
     x_real, z_real = model.get_lognorm(adata), model.get_latent(adata)
-    real = ad.AnnData(x_real,
+    real = ad.AnnData(sparse.csr_matrix(x_real),  # sparse, as the synthetic cells are
                       obs=pd.DataFrame({groupby: labels.to_numpy(), f"{key_added}_synthetic": False},
                                        index=adata.obs_names),
                       var=pd.DataFrame(index=model.var_names))

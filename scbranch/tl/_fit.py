@@ -9,6 +9,7 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
@@ -209,7 +210,7 @@ def fit(
     hist = model.train(z, y, max_steps=max_steps, batch_size=batch_size, lr=lr, random_state=random_state,
                        progress=progress, accelerator=accelerator, devices=devices, strategy=strategy,
                        checkpoint_dir=checkpoint_dir, trainer_kwargs=trainer_kwargs)
-    model.fit_decoder(r.x_dec, r.y_dec, r.b_dec)
+    model.fit_decoder(r.decoder, random_state=random_state)
     logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
 
     # ---- write (only now, all validation has passed) ----
@@ -274,15 +275,17 @@ def generate(
 
     Returns
     -------
-    A new AnnData with the model's ``var_names``: ``.X`` log-normalized expression (for
-    ``representation="scvi"``: of ``.layers["counts"]``, counts sampled from scVI's likelihood, and
-    ``.obs[batch_key]``, the batch each cell was decoded in),
+    A new AnnData with the model's ``var_names``: ``.X`` (sparse) log-normalized expression, normalized as the
+    input was (same target sum, or per-cell scales drawn with the library sizes of real cells of the type);
+    ``.layers["counts"]`` (sparse integers) whenever the model decodes counts — the input held raw counts or
+    counts recoverable from its log-normalized values, or ``representation="scvi"`` — with library sizes
+    drawn from the type's real cells; ``.obs[batch_key]`` (scVI with a batch key: the batch each cell was
+    decoded in);
     ``.obs[groupby]`` (categorical), ``.obs[f"{key_added}_synthetic"] = True``, ``.obsm[f"X_{key_added}"]``
     (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
     """
     start = logg.info(f"generating cells with {sampler}")
-    scvi = model.representation.kind == "scvi"
-    if transform_batch is not None and not (scvi and model.config.get("batch_key")):
+    if transform_batch is not None and not model.config.get("batch_key"):
         msg = "transform_batch= needs a model fitted with representation='scvi' and a batch_key"
         raise ValueError(msg)
     cells, stats = model.sample(n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
@@ -294,15 +297,11 @@ def generate(
          f"{key_added}_synthetic": True},
         index=[f"synthetic_{i}" for i in range(len(z))],
     )
-    if scvi:
-        counts, batch = model.to_counts(z, labels, random_state=random_state, transform_batch=transform_batch)
-        if batch is not None:
-            obs[model.config["batch_key"]] = pd.Categorical(batch, categories=model.representation.batches)
-        syn = ad.AnnData(X=_anndata.to_lognorm(counts, "counts"), obs=obs, var=pd.DataFrame(index=model.var_names),
-                         layers={"counts": counts})
-    else:
-        syn = ad.AnnData(X=model.to_genes(z, labels, random_state=random_state), obs=obs,
-                         var=pd.DataFrame(index=model.var_names))
+    out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
+    if out.batch is not None:
+        obs[model.config["batch_key"]] = pd.Categorical(out.batch, categories=model.representation.batches)
+    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
+    syn = ad.AnnData(X=out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
     syn.obsm[f"X_{key_added}"] = z
     syn.uns[key_added] = {"generate": stats}
     logg.info("    finished", time=start,

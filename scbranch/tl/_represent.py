@@ -1,8 +1,9 @@
 """Step 1 of :func:`scbranch.tl.fit`: validate the expression matrix and put every cell in model space.
 
 In memory, the matrix is read whole; backed (on-disk) or above ``IN_MEMORY_MAX_CELLS`` cells it is validated,
-fitted with incremental PCA and projected one row chunk at a time, and the per-type decoder statistics are
-taken from a subsample (≤ 2,000 cells a type), so memory holds only the low-dimensional cells.
+fitted with incremental PCA and projected one row chunk at a time. Either way the decoder is fitted on a
+subsample (≤ 2,000 training cells a type), with the input's counts whenever it holds them (raw, or recoverable
+from log-normalized values), so memory holds only the low-dimensional cells and that subsample.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import pandas as pd
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
-from ..representation import PCARepresentation
-from ..representation_scvi import SCVIRepresentation
+from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info
 
 
 @dataclass
@@ -25,9 +25,7 @@ class Represented:
     kind: str  # "counts" or "lognorm": what the matrix held
     var_names: pd.Index
     z_all: np.ndarray  # every cell in model space
-    x_dec: object  # representation inputs of the cells the decoder statistics come from
-    y_dec: np.ndarray
-    b_dec: np.ndarray | None
+    decoder: DecoderData  # the cells the decoder is fitted on
     chunked: bool
 
 
@@ -65,17 +63,21 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
 
     t0 = logg.info(f"    fitting the {representation} representation" + (" in chunks" if chunked else ""))
+    rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
     if chunked:
         rep.fit_chunks((_anndata.to_lognorm(b, kind) for b in _chunks.row_chunks(X, train_mask)),
                        random_state=random_state)
         z_all = _chunks.transform(rep, X, kind)
-        rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
-        x_dec, y_dec, b_dec = _anndata.to_lognorm(_chunks.read_rows(X, rows), kind), y[rows], None
+        x_rows = _chunks.read_rows(X, rows)
+        x_dec = _anndata.to_lognorm(x_rows, kind)
     else:
         x_in = X if representation == "scvi" else _anndata.to_lognorm(X, kind)
         bt = batch[train_mask] if batch is not None else None
         rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)
-        x_dec, y_dec, b_dec = x_in[train_mask], y[train_mask], bt
-    logg.info(f"    {rep.n_features} {representation} components", time=t0)
-    return Represented(rep, kind, var_names, z_all, x_dec, y_dec, b_dec, chunked)
+        x_rows, x_dec = X[rows], x_in[rows]
+    info = counts_info(x_rows, kind)
+    logg.info(f"    {rep.n_features} {representation} components; decoding "
+              + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
+    dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None)
+    return Represented(rep, kind, var_names, z_all, dec, chunked)

@@ -3,7 +3,7 @@
 scVI (Lopez et al. 2018) is trained (or given) on the raw counts; its latent means, centred and divided by
 one common scale (as the PCA representation does, for the same reason: the VP prior N(0, I)), are the cells
 the diffusion model learns. A synthetic latent goes back through scVI's decoder: library size drawn from the
-observed library sizes of that cell type, batch from the type's observed batches (or one fixed batch with
+library sizes of real cells of that type (with the input's normalization, see :mod:`._library`), batch from the type's observed batches (or one fixed batch with
 ``transform_batch``), counts sampled from scVI's (ZI)NB likelihood.
 
 scVI itself is stored next to the model with ``SCVI.save`` (no AnnData saved); loading rebuilds it on an
@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-N_LIB_QUANTILES = 101  # library sizes are kept per type as quantiles: bounded size, faithful sampling
+from ._library import Libraries
+from ._protocol import Decoded, DecoderData
 
 
 @contextmanager
@@ -66,9 +67,11 @@ class SCVIRepresentation:
         self.scale_: np.ndarray | None = None
         self.batches: list[str] | None = None
         self.var_names: list[str] | None = None
-        self.type_names: list[str] = []
-        self.lib_q = np.zeros((0, N_LIB_QUANTILES), np.float32)
+        self.type_names: list[str] = []  # rows of batch_freq
         self.batch_freq = np.zeros((0, 1), np.float32)
+        self.libraries: Libraries | None = None
+
+    makes_counts = True
 
     @property
     def n_features(self) -> int:
@@ -122,48 +125,39 @@ class SCVIRepresentation:
                 raise ValueError(msg)
         return ((self._latent_means(X, batch) - self.mean_) / self.scale_).astype(np.float32)
 
-    # ---- per-type decoding statistics ----------------------------------------------------------------------
-    def set_type_stats(self, X, labels, batch=None) -> None:
-        """Per type: quantiles of its observed library sizes and the frequency of each batch."""
-        lib = np.asarray(X.sum(1)).ravel()
-        labels = np.asarray(labels, dtype=str)
+    # ---- decoding ---------------------------------------------------------------------------------------------
+    def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
+        """Per type: library sizes (with the input's normalization) and the frequency of each batch."""
+        labels = np.asarray(data.labels, dtype=str)
+        info = data.counts
+        self.libraries = self.libraries or Libraries(info.target_sum if info is not None else 1e4)
+        self.libraries.fit(data.x, labels, info.scale if info is not None else None, random_state=random_state)
         n_b = len(self.batches) if self.batches else 1
         for ty in pd.unique(labels):
             m = labels == ty
-            q = np.quantile(lib[m], np.linspace(0, 1, N_LIB_QUANTILES)).astype(np.float32)
             freq = np.ones(n_b, np.float32)
             if self.batches:
-                codes = pd.Categorical(np.asarray(batch, str)[m], categories=self.batches).codes
+                codes = pd.Categorical(np.asarray(data.batch, str)[m], categories=self.batches).codes
                 freq = np.bincount(codes, minlength=n_b).astype(np.float32)
             freq /= freq.sum()
             if ty in self.type_names:
-                k = self.type_names.index(ty)
-                self.lib_q[k], self.batch_freq[k] = q, freq
+                self.batch_freq[self.type_names.index(ty)] = freq
             else:
                 self.type_names.append(ty)
-                self.lib_q = np.vstack([self.lib_q, q[None]])
                 self.batch_freq = np.vstack([self.batch_freq.reshape(-1, n_b), freq[None]])
 
-    # ---- decoding -------------------------------------------------------------------------------------------
-    def sample_counts(self, z: np.ndarray, labels, *, random_state: int = 0,
-                      transform_batch: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Counts for model-space cells ``z`` of types ``labels`` from scVI's generative model, and the batch
-        each cell was decoded in (``None`` without batches)."""
+    def decode(self, z: np.ndarray, labels, *, random_state: int | None = 0,
+               transform_batch: str | None = None) -> Decoded:
+        """Counts for model-space cells ``z`` of types ``labels`` from scVI's generative model, their
+        log-normalization, and the batch each cell was decoded in (``None`` without batches)."""
         labels = np.asarray(labels, dtype=str)
-        missing = sorted(set(labels) - set(self.type_names))
-        if missing:
-            msg = f"no library sizes for types {missing}"
-            raise ValueError(msg)
         if transform_batch is not None and str(transform_batch) not in (self.batches or []):
             msg = f"transform_batch={transform_batch!r} is not a batch of the scVI model; batches: {self.batches}"
             raise ValueError(msg)
+        random_state = 0 if random_state is None else random_state
         rng = np.random.default_rng(random_state)
+        lib, scale = self.libraries.draw(labels, rng)
         k = np.array([self.type_names.index(t) for t in labels], dtype=int)
-        # inverse-CDF draw from the type's library-size quantiles
-        u = rng.random(len(z)) * (N_LIB_QUANTILES - 1)
-        lo = np.floor(u).astype(int)
-        hi = np.minimum(lo + 1, N_LIB_QUANTILES - 1)
-        lib = self.lib_q[k, lo] + (u - lo) * (self.lib_q[k, hi] - self.lib_q[k, lo])
         if transform_batch is not None:
             b = np.full(len(z), self.batches.index(str(transform_batch)))
         else:
@@ -175,16 +169,19 @@ class SCVIRepresentation:
             torch.manual_seed(int(random_state))
             out = module.generative(z=latent, library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None].float(),
                                     batch_index=torch.from_numpy(b)[:, None].long())
-            counts = out["px"].sample()
-        return counts.numpy().astype(np.float32), (np.asarray(self.batches)[b] if self.batches else None)
+            counts = out["px"].sample().numpy().astype(np.float32)
+        return Decoded(self.libraries.lognorm(counts, scale), counts,
+                       np.asarray(self.batches)[b] if self.batches else None)
 
     # ---- save / load ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_),
-                "lib_q": torch.from_numpy(self.lib_q), "batch_freq": torch.from_numpy(self.batch_freq)}
+                "batch_freq": torch.from_numpy(self.batch_freq),
+                **{f"libraries/{k}": v for k, v in self.libraries.state_dict().items()}}
 
     def meta(self) -> dict:
         return {"batches": self.batches, "var_names": self.var_names, "type_names": self.type_names,
+                "libraries": self.libraries.meta(),
                 "n_comps": self.n_comps, "setup_args": {k: self.setup_args.get(k) for k in ("layer", "batch_key")}}
 
     def save_files(self, path: Path) -> None:
@@ -196,7 +193,9 @@ class SCVIRepresentation:
 
         rep = cls(meta["n_comps"])
         rep.mean_, rep.scale_ = state["mean"].numpy(), state["scale"].numpy()
-        rep.lib_q, rep.batch_freq = state["lib_q"].numpy(), state["batch_freq"].numpy()
+        rep.batch_freq = state["batch_freq"].numpy()
+        rep.libraries = Libraries.from_state({k.split("/", 1)[1]: v for k, v in state.items()
+                                              if k.startswith("libraries/")}, meta["libraries"])
         rep.batches, rep.var_names, rep.type_names = meta["batches"], meta["var_names"], list(meta["type_names"])
         n = len(rep.batches) if rep.batches else 1
         stub = _counts_adata(np.ones((n, len(rep.var_names))), rep.var_names, rep.batches, meta["setup_args"])

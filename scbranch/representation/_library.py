@@ -1,0 +1,145 @@
+"""Counts behind the input, and how synthetic counts become log-normalized cells exactly like the input's.
+
+Two ways real data are log-normalized, both reproduced:
+
+- ``target_sum``: ``log1p(counts / counts.sum() * target_sum)`` over the genes the matrix holds (raw-count input,
+  which scbranch normalizes this way, or input normalized after gene selection). Every cell's ``expm1`` row sum
+  is the same number.
+- ``scale``: ``log1p(counts * s)`` with a per-cell ``s`` that was set over *more* genes than the matrix holds
+  (the common highly-variable-gene subset; pbmc68k_reduced's ``.raw`` sums to ~1,300–2,500 per cell). A
+  synthetic cell needs its own ``s``; it is drawn together with its library size from a real cell of its type,
+  so the joint distribution of (library size, per-cell sum) is the type's real one.
+
+:func:`recover_counts` finds the integer counts and the per-cell scale of a log-normalized matrix when they
+exist (a count of 1 is the smallest non-zero value of a cell, or 1/2, 1/3 of it when a cell has no 1s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import sparse
+
+N_KEEP = 2000  # (library size, scale) pairs kept per type: bounded state, faithful joint draws
+ROUND_TOL = 0.25  # float32 log1p storage leaves ≤ 0.12 on counts up to ~10^4 (pbmc68k); non-counts far more
+MAX_FAIL = 0.01  # a matrix whose cells fail the integer check more often than this holds no counts
+TARGET_SUM = 1e4  # how scbranch log-normalizes raw-count input (``_anndata.to_lognorm``)
+
+
+@dataclass
+class CountsInfo:
+    """Integer counts of the decoder's cells and how the input normalized them (see the module docstring)."""
+
+    counts: object  # cells × genes, integer-valued (dense or sparse)
+    scale: np.ndarray | None  # per-cell s of "scale" mode; None: "target_sum" mode
+    target_sum: float | None
+
+
+def _dense64(X) -> np.ndarray:
+    return X.toarray().astype(np.float64) if sparse.issparse(X) else np.asarray(X, dtype=np.float64)
+
+
+def counts_info(X, kind: str) -> CountsInfo | None:
+    """The counts of an expression matrix that holds ``kind`` ("counts" or "lognorm"), if it has any."""
+    if kind == "counts":
+        return CountsInfo(X, None, TARGET_SUM)
+    return recover_counts(X)
+
+
+def recover_counts(X, chunk: int = 2048) -> CountsInfo | None:
+    """Integer counts behind a log-normalized matrix, or ``None`` when it holds none (e.g. scaled, SCTransform).
+    Read in row chunks, so memory holds one dense chunk at a time."""
+    blocks, scales, sums, n_failed = [], [], [], 0
+    for lo in range(0, X.shape[0], chunk):
+        e = np.expm1(_dense64(X[lo : lo + chunk]))
+        s1 = np.where(e > 0, e, np.inf).min(1)
+        s1[~np.isfinite(s1)] = 1.0  # empty cells: any scale
+        scale = np.full(len(e), np.nan)
+        for m in (1, 2, 3, 4):  # the cell's smallest count is m
+            todo = np.flatnonzero(np.isnan(scale))
+            ratio = e[todo] * (m / s1[todo, None])
+            ok = (np.abs(ratio - np.round(ratio)) < ROUND_TOL).all(1)
+            scale[todo[ok]] = s1[todo[ok]] / m
+        failed = np.isnan(scale)
+        n_failed += int(failed.sum())
+        scale[failed] = s1[failed]  # a few odd cells: nearest counts at their smallest value
+        blocks.append(sparse.csr_matrix(np.round(e / scale[:, None]).astype(np.float32)))
+        scales.append(scale)
+        sums.append(e.sum(1))
+    if n_failed > MAX_FAIL * X.shape[0]:
+        return None
+    counts, scale, sums = sparse.vstack(blocks, format="csr"), np.concatenate(scales), np.concatenate(sums)
+    pos = sums[sums > 0]
+    if len(pos) and np.ptp(pos) <= 1e-3 * np.median(pos):  # one row sum: normalized over these genes
+        return CountsInfo(counts, None, float(np.median(pos)))
+    return CountsInfo(counts, scale.astype(np.float32), None)
+
+
+class Libraries:
+    """Per type: library sizes (and per-cell scales) of real cells, drawn jointly for synthetic cells."""
+
+    def __init__(self, target_sum: float | None = 1e4):
+        self.target_sum = target_sum
+        self.type_names: list[str] = []
+        self.lib: dict[str, np.ndarray] = {}
+        self.scale: dict[str, np.ndarray] = {}
+
+    def fit(self, counts, labels, scale: np.ndarray | None = None, *, random_state: int = 0) -> Libraries:
+        """Keep up to ``N_KEEP`` (library size, scale) pairs of each type in ``labels`` (replacing earlier ones)."""
+        rng = np.random.default_rng(random_state)
+        lib = np.asarray(counts.sum(1)).ravel().astype(np.float32)
+        labels = np.asarray(labels, dtype=str)
+        for ty in dict.fromkeys(labels):
+            idx = np.flatnonzero(labels == ty)
+            if len(idx) > N_KEEP:
+                idx = np.sort(rng.choice(idx, N_KEEP, replace=False))
+            self.lib[ty] = lib[idx]
+            self.scale[ty] = scale[idx].astype(np.float32) if scale is not None else np.ones(len(idx), np.float32)
+            if ty not in self.type_names:
+                self.type_names.append(ty)
+        return self
+
+    def draw(self, labels, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Library size and scale for each cell of ``labels``, one real cell of its type at a time."""
+        labels = np.asarray(labels, dtype=str)
+        missing = sorted(set(labels) - set(self.type_names))
+        if missing:
+            msg = f"no library sizes for types {missing}"
+            raise ValueError(msg)
+        lib, scale = np.empty(len(labels), np.float32), np.empty(len(labels), np.float32)
+        for ty in dict.fromkeys(labels):
+            m = labels == ty
+            pick = rng.integers(len(self.lib[ty]), size=int(m.sum()))
+            lib[m], scale[m] = self.lib[ty][pick], self.scale[ty][pick]
+        return lib, scale
+
+    def lognorm(self, counts: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
+        """Synthetic counts → log-normalized expression, normalized as the input was."""
+        counts = np.asarray(counts, dtype=np.float32)
+        if self.target_sum is not None:
+            tot = counts.sum(1, keepdims=True)
+            x = np.log1p(counts / np.maximum(tot, 1) * self.target_sum)
+        else:
+            x = np.log1p(counts * scale[:, None])
+        return sparse.csr_matrix(x.astype(np.float32))
+
+    # ---- state: tensors + JSON-able meta ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        sizes = [len(self.lib[t]) for t in self.type_names]
+        cat = (lambda d: np.concatenate([d[t] for t in self.type_names]) if sizes else np.zeros(0, np.float32))
+        return {"lib": torch.from_numpy(cat(self.lib)), "scale": torch.from_numpy(cat(self.scale)),
+                "sizes": torch.tensor(sizes, dtype=torch.int64)}
+
+    def meta(self) -> dict:
+        return {"type_names": list(self.type_names), "target_sum": self.target_sum}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], meta: dict) -> Libraries:
+        out = cls(meta["target_sum"])
+        ends = np.cumsum(state["sizes"].numpy())
+        for ty, lo, hi in zip(meta["type_names"], np.r_[0, ends[:-1]], ends):
+            out.type_names.append(ty)
+            out.lib[ty], out.scale[ty] = state["lib"].numpy()[lo:hi], state["scale"].numpy()[lo:hi]
+        return out

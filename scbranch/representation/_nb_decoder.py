@@ -1,0 +1,154 @@
+"""Model space → counts: a small decoder with a negative-binomial likelihood, fitted on the training counts.
+
+Why: decoding PCA space through the loadings plus Gaussian noise cannot make the exact zeros and the count
+noise of single cells (measured on pbmc68k: 82 % of synthetic entries > 0 vs 33 % real; per-gene variances off
+by ~4×). Here each cell's expected expression is ``library × softmax(MLP(z) + b_type)`` and its counts are drawn
+from NB(mean, θ_type,gene): the zeros and the over-dispersion come from the likelihood, as in scVI's decoder,
+while the cell state z stays the diffusion model's. The MLP is fitted on real cells' z (their projection) and
+counts, so the dispersion also absorbs the within-type variation the representation drops.
+
+Fitting: the mean by Poisson quasi-likelihood (the NB mean's estimating equation without the dispersion, and
+without the log-gamma terms that made a full NB step ~8× slower on CPU: 46 ms vs ~5 ms per 256 cells × 765
+genes), then each type's dispersion by the method of moments on the residuals, Var = μ + μ²/θ, shrunk toward the
+gene's pooled dispersion by ``PRIOR_CELLS`` pseudo-cells so a type of 8 cells falls back to the shared value.
+
+The type bias ``b_type`` restores genes the representation cannot hold (above all for a type added later, whose
+own directions a PCA fitted without it lacks); it has a Gaussian prior around 0. New types get their own bias
+and dispersion with the network frozen: the old types decode exactly as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import sparse
+from torch import nn
+
+HIDDEN = 128
+STEPS, BATCH, LR = 1500, 256, 3e-3
+PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
+LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈ Poisson)
+
+
+class _Net(nn.Module):
+    def __init__(self, n_features: int, n_genes: int, n_types: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(n_features, HIDDEN), nn.SiLU(), nn.Linear(HIDDEN, n_genes))
+        self.type_bias = nn.Parameter(torch.zeros(n_types, n_genes))
+        # set by moments, not by gradient (buffers: saved with the state, untouched by the optimizer)
+        self.register_buffer("log_theta", torch.full((n_types, n_genes), LOG_THETA[1]))
+
+    def rho(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.mlp(z) + self.type_bias[codes], dim=-1)
+
+
+class NBDecoder:
+    """See the module docstring. ``fit`` once on the training cells; ``add_types`` for types added later."""
+
+    def __init__(self, n_features: int, n_genes: int):
+        self.n_features, self.n_genes = n_features, n_genes
+        self.type_names: list[str] = []
+        self.net: _Net | None = None
+
+    def _train(self, z, counts, codes, params, *, n_total: int, random_state: int) -> float:
+        """Minimise the Poisson negative log-likelihood of the means (per cell) plus the type-bias prior."""
+        gen = torch.Generator().manual_seed(int(random_state))
+        z, codes = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(codes, dtype=torch.int64)
+        lib = torch.as_tensor(np.asarray(counts.sum(1)).ravel(), dtype=torch.float32).clamp_min(1.0)
+        opt = torch.optim.Adam(params, lr=LR)
+        net, loss = self.net, torch.zeros(())
+        for _ in range(STEPS):
+            idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
+            x = torch.from_numpy(counts[idx.numpy()].toarray())
+            log_rho = torch.log_softmax(net.mlp(z[idx]) + net.type_bias[codes[idx]], dim=-1)
+            nll = (lib[idx, None] * log_rho.exp() - x * log_rho).sum(1).mean()
+            loss = nll + 0.5 * net.type_bias.pow(2).sum() / n_total  # MAP: the prior counted once per data set
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _set_dispersion(self, z, counts, codes, types: list[int]) -> None:
+        """θ of ``types`` by moments: Σμ² / Σ((x − μ)² − μ) per gene, shrunk toward the gene's pooled value."""
+        lib = np.asarray(counts.sum(1)).ravel()
+        a, b, n = [], [], []
+        for k in types:  # one type's cells dense at a time
+            rows = np.flatnonzero(codes == k)
+            mu = self.net.rho(torch.as_tensor(z[rows], dtype=torch.float32),
+                              torch.full((len(rows),), k)).double().numpy() * lib[rows, None]
+            x = counts[rows].toarray().astype(np.float64)
+            a.append((mu**2).sum(0))
+            b.append(((x - mu) ** 2 - mu).sum(0))  # E = μ²/θ under NB
+            n.append(len(rows))
+        a, b, n = np.stack(a), np.stack(b), np.asarray(n, np.float64)[:, None]
+        phi_gene = np.clip(b.sum(0) / np.maximum(a.sum(0), 1e-12), 0, None)  # pooled 1/θ
+        phi = (b + PRIOR_CELLS * phi_gene * a / n) / (a + PRIOR_CELLS * a / n + 1e-12)
+        log_theta = -np.log(np.clip(phi, np.exp(-LOG_THETA[1]), np.exp(-LOG_THETA[0])))
+        self.net.log_theta[types] = torch.as_tensor(log_theta, dtype=torch.float32)
+
+    def fit(self, z: np.ndarray, counts, labels, *, random_state: int = 0) -> NBDecoder:
+        labels = np.asarray(labels, dtype=str)
+        counts = _csr(counts)
+        self.type_names = list(dict.fromkeys(labels))
+        codes = np.array([self.type_names.index(t) for t in labels])
+        with torch.random.fork_rng():
+            torch.manual_seed(int(random_state))
+            self.net = _Net(self.n_features, self.n_genes, len(self.type_names))
+            self.loss_ = self._train(z, counts, codes, list(self.net.parameters()), n_total=len(z),
+                                     random_state=random_state)
+        self._set_dispersion(z, counts, codes, list(range(len(self.type_names))))
+        return self
+
+    def add_types(self, z: np.ndarray, counts, labels, *, random_state: int = 0) -> None:
+        """Bias and dispersion for the new types in ``labels``; the network and the old types stay as they are."""
+        labels, counts = np.asarray(labels, dtype=str), _csr(counts)
+        new = [t for t in dict.fromkeys(labels) if t not in self.type_names]
+        if not new:
+            return
+        net, old = self.net, len(self.type_names)
+        frozen = net.type_bias.data.clone()
+        net.type_bias = nn.Parameter(torch.cat([frozen, torch.zeros(len(new), self.n_genes)]))
+        net.log_theta = torch.cat([net.log_theta, torch.full((len(new), self.n_genes), LOG_THETA[1])])
+        self.type_names += new
+        keep = np.isin(labels, new)
+        z, counts = z[keep], counts[np.flatnonzero(keep)]
+        codes = np.array([self.type_names.index(t) for t in labels[keep]])
+        self._train(z, counts, codes, [net.type_bias], n_total=len(z), random_state=random_state)
+        with torch.no_grad():  # the prior's gradient moved the old rows too: restore them exactly
+            net.type_bias[:old] = frozen
+        self._set_dispersion(z, counts, codes, list(range(old, len(self.type_names))))
+
+    @torch.no_grad()
+    def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Counts for model-space cells ``z`` of types ``labels`` with library sizes ``lib`` (Gamma–Poisson)."""
+        labels = np.asarray(labels, dtype=str)
+        missing = sorted(set(labels) - set(self.type_names))
+        if missing:
+            msg = f"the count decoder has no types {missing}"
+            raise ValueError(msg)
+        codes = torch.as_tensor([self.type_names.index(t) for t in labels], dtype=torch.int64)
+        rho = self.net.rho(torch.as_tensor(z, dtype=torch.float32), codes).double().numpy()
+        mu = rho * np.asarray(lib, np.float64)[:, None]
+        theta = self.net.log_theta[codes].exp().double().numpy()
+        rate = rng.gamma(theta, mu / theta)
+        return rng.poisson(rate).astype(np.float32)
+
+    # ---- state ------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"nb.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def meta(self) -> dict:
+        return {"type_names": list(self.type_names), "n_features": self.n_features, "n_genes": self.n_genes}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], meta: dict) -> NBDecoder:
+        dec = cls(meta["n_features"], meta["n_genes"])
+        dec.type_names = list(meta["type_names"])
+        dec.net = _Net(dec.n_features, dec.n_genes, len(dec.type_names))
+        dec.net.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("nb.")})
+        return dec
+
+
+def _csr(counts) -> sparse.csr_matrix:
+    return counts.tocsr() if sparse.issparse(counts) else sparse.csr_matrix(np.asarray(counts, np.float32))
