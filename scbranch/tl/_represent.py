@@ -71,7 +71,7 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         x_rows = _chunks.read_rows(X, rows)
         x_dec = _anndata.to_lognorm(x_rows, kind)
     else:
-        x_in = X if representation == "scvi" else _anndata.to_lognorm(X, kind)
+        x_in = _anndata.to_lognorm(X, kind) if rep.input == "lognorm" else X
         bt = batch[train_mask] if batch is not None else None
         rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)

@@ -1,0 +1,106 @@
+"""Synthetic cells in gene space: counts recovered from the input, count decoding, normalization as the input's."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+import scbranch as sb
+from scbranch import metrics
+from scbranch.representation import recover_counts
+
+from .conftest import FAST, dense
+
+
+def _lognorm(counts, target_sum=1e4):
+    return np.log1p(counts / counts.sum(1, keepdims=True) * target_sum).astype(np.float32)
+
+
+def test_recover_counts_target_sum_and_gene_subset(toy_adata):
+    counts = dense(toy_adata.X)
+    info = recover_counts(sparse.csr_matrix(_lognorm(counts)))
+    np.testing.assert_array_equal(dense(info.counts), counts)
+    assert info.scale is None and info.target_sum == pytest.approx(1e4, rel=1e-4)
+    # normalized over all genes, then a gene subset kept (the HVG case): per-cell scales, counts still exact
+    subset = _lognorm(counts)[:, :30]
+    info = recover_counts(subset)
+    np.testing.assert_array_equal(dense(info.counts), counts[:, :30])
+    assert info.target_sum is None
+    np.testing.assert_allclose(info.scale, 1e4 / counts.sum(1), rtol=1e-3)
+    # a cell whose smallest count is 2 (no 1s) still comes back exactly
+    doubled = counts * 2
+    info = recover_counts(_lognorm(doubled))
+    np.testing.assert_array_equal(dense(info.counts), doubled)
+    # values that are not a scaling of integers: no counts
+    rng = np.random.default_rng(0)
+    assert recover_counts(_lognorm(counts) + rng.uniform(0, 0.3, counts.shape).astype(np.float32)) is None
+
+
+def test_pbmc68k_counts_are_recovered():
+    adata = sb.datasets.pbmc68k()
+    info = recover_counts(adata.X)
+    np.testing.assert_array_equal(dense(info.counts), dense(sb.datasets.pbmc68k_counts().X))
+    # pbmc68k_reduced's .raw was normalized over more genes than it holds: per-cell scales, not one target sum
+    assert info.target_sum is None and np.ptp(np.expm1(dense(adata.X)).sum(1)) > 500
+
+
+def test_synthetic_counts_are_integers_with_the_types_library_sizes(toy_model):
+    model, adata = toy_model
+    syn = sb.tl.generate(model, 60, progress=False, random_state=1)
+    counts = dense(syn.layers["counts"])
+    assert sparse.issparse(syn.X) and sparse.issparse(syn.layers["counts"])
+    assert (counts >= 0).all() and np.array_equal(counts, np.round(counts))
+    real_lib = dense(adata.X).sum(1)
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    for ty in model.types:
+        lib, real = counts[syn.obs["cell_type"] == ty].sum(1), real_lib[labels == ty]
+        # library sizes are drawn from the type's real cells; the NB draw moves a cell's total only a little
+        assert 0.8 * real.min() <= lib.min() and lib.max() <= 1.2 * real.max()
+        assert np.median(lib) == pytest.approx(np.median(real), rel=0.15)
+    # .X is the input's normalization of those counts (raw-count input: scbranch's 1e4 target sum)
+    np.testing.assert_allclose(dense(syn.X), _lognorm(counts), rtol=1e-5, atol=1e-6)
+
+
+def test_expressing_fraction_of_simulated_cells_is_recovered():
+    # sparse counts (library 300 over 200 genes: ~half the entries are zero), as in real single cells
+    adata = sb.simulate.simulate_tree({"AB": {"A": None, "B": None}, "C": None}, n_cells=150, n_genes=200,
+                                      library_size=300, random_state=3)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    syn = sb.tl.generate(model, 150, progress=False)
+    x_real, y_real = _lognorm(dense(adata.X)), adata.obs["cell_type"].astype(str).to_numpy()
+    y_syn = syn.obs["cell_type"].astype(str).to_numpy()
+    mae = metrics.expressing_fraction_mae(x_real, y_real, syn.X, y_syn)
+    assert 0.3 < (x_real > 0).mean() < 0.7
+    assert mae.max() < 0.06, mae  # per gene, per type; the old Gaussian decoding was off by ~0.5
+    assert abs((dense(syn.X) > 0).mean() - (x_real > 0).mean()) < 0.04
+
+
+def test_scaled_subset_input_is_reproduced_with_per_cell_scales(toy_adata):
+    adata = toy_adata.copy()
+    full = _lognorm(dense(adata.X))
+    adata = adata[:, :40].copy()
+    adata.X = sparse.csr_matrix(full[:, :40])  # log-normalized over 60 genes, 40 kept
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    syn = sb.tl.generate(model, 50, progress=False)
+    sums_syn = np.expm1(dense(syn.X)).sum(1)
+    sums_real = np.expm1(full[:, :40]).sum(1)
+    # real per-cell sums vary (normalized over more genes than kept); synthetic ones follow them
+    assert np.quantile(sums_syn, 0.5) == pytest.approx(np.quantile(sums_real, 0.5), rel=0.1)
+    assert np.std(sums_syn) > 0.3 * np.std(sums_real)
+    # and each synthetic cell is a per-cell scaling of its integer counts
+    counts = dense(syn.layers["counts"])
+    scale = np.expm1(dense(syn.X)).sum(1) / np.maximum(counts.sum(1), 1)
+    np.testing.assert_allclose(np.expm1(dense(syn.X)), counts * scale[:, None], rtol=1e-3, atol=1e-3)
+
+
+def test_input_without_counts_uses_the_hurdle_decoder(toy_adata):
+    adata = toy_adata.copy()
+    rng = np.random.default_rng(0)
+    x = _lognorm(dense(adata.X))
+    x[x > 0] += rng.uniform(0.01, 0.2, (x > 0).sum()).astype(np.float32)  # no longer a scaling of counts
+    adata.X = x
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    syn = sb.tl.generate(model, 100, progress=False)
+    assert "counts" not in syn.layers and syn.X.min() >= 0
+    y, y_syn = adata.obs["cell_type"].astype(str).to_numpy(), syn.obs["cell_type"].astype(str).to_numpy()
+    # the hurdle puts exact zeros where the type's real cells have them
+    assert metrics.expressing_fraction_mae(x, y, syn.X, y_syn).max() < 0.08
