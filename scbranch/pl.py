@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import _anndata
 from .hierarchy import Hierarchy
 
 __all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
@@ -223,16 +224,7 @@ def realism(
         if groupby not in a.obs:
             msg = f"{name}.obs has no column {groupby!r}"
             raise KeyError(msg)
-    if use_raw and layer is not None:
-        msg = "give either layer= or use_raw=True, not both"
-        raise ValueError(msg)
-    if use_raw:
-        if adata.raw is None:
-            msg = "use_raw=True but adata.raw is None"
-            raise KeyError(msg)
-        x_real, real_names = adata.raw.X, adata.raw.var_names
-    else:
-        x_real, real_names = (adata.layers[layer] if layer is not None else adata.X), adata.var_names
+    x_real, real_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
     # match genes by name, in adata's order
     pos_syn = syn.var_names.get_indexer(real_names)
     keep = np.flatnonzero(pos_syn >= 0)

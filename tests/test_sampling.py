@@ -131,3 +131,23 @@ def test_network_shared_conditioning_matches_per_row():
         other_t = net(x, torch.full((64,), 0.8), 2)
     torch.testing.assert_close(shared, per_row, rtol=1e-4, atol=1e-5)
     assert (shared - other_t).abs().max() > 1e-2
+
+
+def test_network_evaluates_only_each_rows_own_head():
+    """Mixed branches (training): each row's ε̂ equals that row evaluated alone in its branch, and only the
+    heads of branches in the batch receive gradients (the cost does not grow with the number of branches)."""
+    from scbranch.module._network import BranchedScoreNet
+
+    torch.manual_seed(0)
+    net = BranchedScoreNet(4, 7, width=16, n_blocks=2)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x, t = torch.randn(40, 4), torch.rand(40)
+    b = torch.tensor([0, 2, 5] * 13 + [2])
+    out = net(x, t, b)
+    with torch.no_grad():
+        alone = torch.cat([net(x[i : i + 1], t[i : i + 1], int(b[i])) for i in range(len(b))])
+    torch.testing.assert_close(out, alone, rtol=1e-4, atol=1e-5)
+    out.pow(2).sum().backward()
+    with_grad = {i for i, h in enumerate(net.heads) if h.weight.grad is not None and h.weight.grad.abs().sum() > 0}
+    assert with_grad == {0, 2, 5}

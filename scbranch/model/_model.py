@@ -18,6 +18,7 @@ import torch
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
+from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
@@ -157,7 +158,8 @@ class BranchedDiffusion:
 
     def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
         """Fit (or, for new types, extend) the representation's decoder on real cells (see :meth:`decoder_data`)."""
-        self.representation.fit_decoder(data, random_state=random_state)
+        with torch_threads():
+            self.representation.fit_decoder(data, random_state=random_state)
 
     def decode(self, z: np.ndarray, labels, *, random_state: int | None = 0,
                transform_batch: str | None = None) -> Decoded:
@@ -179,7 +181,8 @@ class BranchedDiffusion:
         if (codes < 0).any():
             msg = f"labels outside the model's types: {sorted(set(labels) - set(self.types))}"
             raise ValueError(msg)
-        with torch.random.fork_rng():  # never disturb the user's global torch RNG
+        with torch.random.fork_rng(), torch_threads() as n_threads:  # never disturb the user's global torch RNG
+            logg.info(f"    training on {n_threads} torch thread(s)")
             torch.manual_seed(int(random_state))  # dropout masks draw from the global generator
             self.history = train_module(self.module, z.astype(np.float32), codes.astype(np.int64),
                                         max_steps=max_steps, random_state=random_state, progress=progress, **kwargs)
@@ -228,9 +231,10 @@ class BranchedDiffusion:
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
         for group in groups:
-            cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
-                                    sde=self.module.sde, n_features=self.representation.n_features,
-                                    heads=heads, generator=gen, progress=progress)
+            with torch_threads():
+                cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
+                                        sde=self.module.sde, n_features=self.representation.n_features,
+                                        heads=heads, generator=gen, progress=progress)
             out.update(cells)
             stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,

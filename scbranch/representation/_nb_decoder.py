@@ -25,7 +25,11 @@ from scipy import sparse
 from torch import nn
 
 HIDDEN = 128
-STEPS, BATCH, LR = 1500, 256, 3e-3
+BATCH, LR = 256, 3e-3
+# ~20 passes over the cells, within [200, 1000] steps: on pbmc68k (350 training cells) 200 steps decoded
+# held-out-like cells at least as well as 1,500 (variance log2 ratio 1.13 vs 1.29, fraction-expressing MAE 0.113
+# vs 0.112): longer fits of the mean leave less residual variance for the dispersion to carry
+STEP_RANGE, PASSES = (200, 1000), 20
 PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
 LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈ Poisson)
 
@@ -57,7 +61,7 @@ class NBDecoder:
         lib = torch.as_tensor(np.asarray(counts.sum(1)).ravel(), dtype=torch.float32).clamp_min(1.0)
         opt = torch.optim.Adam(params, lr=LR)
         net, loss = self.net, torch.zeros(())
-        for _ in range(STEPS):
+        for _ in range(int(np.clip(PASSES * len(z) / BATCH, *STEP_RANGE))):
             idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
             x = torch.from_numpy(counts[idx.numpy()].toarray())
             log_rho = torch.log_softmax(net.mlp(z[idx]) + net.type_bias[codes[idx]], dim=-1)

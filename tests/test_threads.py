@@ -1,0 +1,52 @@
+"""Thread choice for training and sampling: explicit settings win; a busy machine gets fewer threads."""
+
+import logging
+import os
+
+import pytest
+import scanpy as sc
+import torch
+
+from scbranch import _threads
+
+
+@pytest.fixture
+def clean(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sc.settings, "n_jobs", 1)
+    monkeypatch.setattr(_threads, "_warned", False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # only this process busy
+    return monkeypatch
+
+
+def test_explicit_settings_win(clean):
+    clean.setenv("OMP_NUM_THREADS", "1")
+    assert _threads.choose_threads() == (1, "OMP_NUM_THREADS")
+    clean.delenv("OMP_NUM_THREADS")
+    clean.setattr(sc.settings, "n_jobs", 3)
+    assert _threads.choose_threads() == (3, "sc.settings.n_jobs")
+    clean.setattr(sc.settings, "n_jobs", -1)
+    assert _threads.choose_threads() == (_threads.physical_cores(), "sc.settings.n_jobs")
+
+
+def test_idle_machine_uses_physical_cores_and_restores(clean):
+    cores = _threads.physical_cores()
+    assert 1 <= cores <= os.cpu_count()
+    assert _threads.choose_threads() == (cores, "physical cores")
+    torch.set_num_threads(1)
+    with _threads.torch_threads() as n:
+        assert n == cores and torch.get_num_threads() == cores
+    assert torch.get_num_threads() == 1
+
+
+def test_busy_machine_gets_fewer_threads_and_one_warning(clean, caplog, monkeypatch):
+    monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 2.0))  # ~2 other busy processes
+    caplog.set_level(logging.WARNING, logger="scbranch")
+    monkeypatch.setattr(logging.getLogger("scbranch"), "propagate", True)
+    with _threads.torch_threads() as n:
+        assert n == 1
+    with _threads.torch_threads():
+        pass
+    warnings = [r for r in caplog.records if "busy" in r.getMessage()]
+    assert len(warnings) == 1
