@@ -132,12 +132,24 @@ def label_ids(adata: ad.AnnData, groupby: str, key: str) -> dict[str, str]:
     return dict(zip(pairs[groupby], pairs[key]))
 
 
+def type_order_and_colors(adata: ad.AnnData, groupby: str, types: list[str]) -> dict:
+    """The real data's order of the kept types (its categories' order, else first appearance) and, when
+    ``.uns[f"{groupby}_colors"]`` matches the categories, each type's colour: synthetic cells keep both."""
+    col = adata.obs[groupby]
+    cats = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else \
+        list(dict.fromkeys(col.astype(str)))
+    order = [c for c in cats if c in set(types)]
+    colors = adata.uns.get(f"{groupby}_colors")
+    out: dict = {"type_order": order}
+    if colors is not None and isinstance(col.dtype, pd.CategoricalDtype) and len(colors) == len(cats):
+        out["type_colors"] = {c: str(k) for c, k in zip(cats, colors) if c in set(types)}
+    return out
+
+
 def to_h5ad_safe(obj):
-    """Make a nested params dict writable to .h5ad (no None, tuples → lists)."""
+    """Make a nested params dict writable to .h5ad (``None`` values left out, tuples → lists)."""
     if isinstance(obj, dict):
-        return {str(k): to_h5ad_safe(v) for k, v in obj.items()}
-    if obj is None:
-        return "None"
+        return {str(k): to_h5ad_safe(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, tuple | list):
         return [to_h5ad_safe(v) for v in obj]
     return obj

@@ -75,7 +75,8 @@ def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | 
     its branch time, the root's shared branch up to t=1. Nodes where the tree disagrees with the data are red.
     Returns the Axes."""
     uns = _uns(adata, key)
-    tree = Hierarchy.from_newick(uns["hierarchy"])
+    tree = (Hierarchy.from_table(uns["hierarchy_table"]) if "hierarchy_table" in uns
+            else Hierarchy.from_newick(uns["hierarchy"]))
     groupby = uns["params"]["groupby"]
     counts = adata.obs[groupby].astype(str).value_counts()
     bp = uns.get("branch_points")

@@ -103,6 +103,12 @@ class BranchedDiffusion:
         )
 
     @property
+    def type_order(self) -> list[str]:
+        """The types in the real data's order (its categories'), then any added since."""
+        order = list(self.config.get("type_order", []))
+        return order + [t for t in self.types if t not in order]
+
+    @property
     def groupby(self) -> str:
         return self.config["groupby"]
 

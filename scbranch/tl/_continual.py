@@ -62,6 +62,7 @@ def add_cell_type(
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
+        "hierarchy_table": model.hierarchy.to_table(),
         "branches": model.branches_table(),
         "continual": {
             "placements": pd.DataFrame(report["placements"], columns=["cell_type", "anchor", "time"]),
@@ -175,7 +176,15 @@ def augment(
         syn.obs[groupby] = syn.obs[groupby].astype(str)
         parts.append(syn)
     out = ad.concat(parts, merge="first")
-    out.obs[groupby] = pd.Categorical(out.obs[groupby])
-    out.uns[key_added] = {"augment": {"min_cells": min_cells, "added": need}}
+    col = adata.obs[groupby]
+    real_order = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else []
+    order = list(dict.fromkeys(real_order + model.type_order + list(labels.unique())))
+    out.obs[groupby] = pd.Categorical(out.obs[groupby], categories=[t for t in order if (out.obs[groupby] == t).any()])
+    colors = adata.uns.get(f"{groupby}_colors")
+    if colors is not None and len(colors) == len(real_order) and set(out.obs[groupby].cat.categories) <= set(real_order):
+        lookup = dict(zip(real_order, colors))
+        out.uns[f"{groupby}_colors"] = [lookup[t] for t in out.obs[groupby].cat.categories]
+    out.uns[key_added] = {"augment": {"min_cells": min_cells,  # a table: type names may hold "/" (h5ad keys)
+                                      "added": pd.DataFrame({"cell_type": list(need), "n_added": list(need.values())})}}
     logg.info(f"augmented {len(need)} types with {sum(need.values())} synthetic cells")
     return out

@@ -200,7 +200,7 @@ def fit(
     if max_steps is None:
         max_steps = max_epochs * int(np.ceil(n_train / batch_size)) if max_epochs else default_steps(n_train)
     config = {
-        "groupby": groupby, "types": types, "var_names": list(map(str, var_names)), "layer": layer,
+        "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types), "var_names": list(map(str, var_names)), "layer": layer,
         "use_raw": use_raw, "input_kind": kind, "n_comps": rep.n_comps, "width": width, "n_blocks": n_blocks,
         "dropout": dropout, "beta_min": beta_min, "beta_max": beta_max, "random_state": random_state, "batch_key": batch_key,
         "softness": softness, "variances": z.var(0).astype(float).tolist(),
@@ -216,9 +216,11 @@ def fit(
     # ---- write (only now, all validation has passed) ----
     uns = {
         "hierarchy": tree.to_newick(),
+        "hierarchy_table": tree.to_table(),  # the exact names, whatever they hold (Newick quoting cannot)
         "branches": model.branches_table(),
-        "params": _anndata.to_h5ad_safe({
-            **{k: v for k, v in config.items() if k not in ("var_names", "variances")},
+        "params": _anndata.to_h5ad_safe({  # heads: in the branches table; type order/colours: .obs, .uns
+            **{k: v for k, v in config.items() if k not in ("var_names", "variances", "heads", "type_order",
+                                                              "type_colors")},
             "hierarchy_source": "cl" if from_ontology else ("data" if from_data else "given"),
             "representation": representation, "min_cells": min_cells, "drop_small": drop_small,
             "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "branched": branched,
@@ -248,6 +250,7 @@ def generate(
     spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
     transform_batch: str | None = None,
+    obs_prefix: str | None = None,
     random_state: int = 0,
     progress: bool = True,
     key_added: str = "scbranch",
@@ -269,6 +272,9 @@ def generate(
     shared
         Share upstream steps between types (the tree walk). ``False`` samples each type alone (same
         distribution, more network evaluations).
+    obs_prefix
+        Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls
+        with different seeds give distinct names).
     transform_batch
         ``representation="scvi"`` with a batch key only: decode every cell in this batch (default: each
         cell's batch drawn from its type's observed batches).
@@ -292,10 +298,10 @@ def generate(
                                 random_state=random_state, progress=progress)
     z = np.concatenate(list(cells.values())).astype(np.float32)
     labels = np.concatenate([[ty] * len(v) for ty, v in cells.items()])
+    order = [t for t in model.type_order if t in cells]
     obs = pd.DataFrame(
-        {model.groupby: pd.Categorical(labels, categories=[t for t in model.types if t in cells]),
-         f"{key_added}_synthetic": True},
-        index=[f"synthetic_{i}" for i in range(len(z))],
+        {model.groupby: pd.Categorical(labels, categories=order), f"{key_added}_synthetic": True},
+        index=[f"{obs_prefix or f'synthetic-{random_state}-'}{i}" for i in range(len(z))],
     )
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
     if out.batch is not None:
@@ -304,6 +310,9 @@ def generate(
     syn = ad.AnnData(X=out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
     syn.obsm[f"X_{key_added}"] = z
     syn.uns[key_added] = {"generate": stats}
+    colors = model.config.get("type_colors") or {}
+    if all(t in colors for t in order):  # the real data's colours, so sc.pl colours types as it does
+        syn.uns[f"{model.groupby}_colors"] = [colors[t] for t in order]
     logg.info("    finished", time=start,
               deep=f"{len(z)} cells of {len(cells)} types; {stats['nfe']} network calls, {stats['n_evals']} cell-rows")
     return syn
