@@ -146,6 +146,18 @@ def type_order_and_colors(adata: ad.AnnData, groupby: str, types: list[str]) -> 
     return out
 
 
+MIN_STEPS = 20  # the one-cycle schedule warms up over 10 % of the steps and needs at least 2 of them
+
+
+def check_steps(max_steps, *, what: str = "max_steps") -> None:
+    """A training budget the schedule can run, or a clear error before anything is computed or changed."""
+    if max_steps is None:
+        return
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < MIN_STEPS:
+        msg = f"{what} must be an integer >= {MIN_STEPS} (or None for the default budget); got {max_steps!r}"
+        raise ValueError(msg)
+
+
 def to_h5ad_safe(obj):
     """Make a nested params dict writable to .h5ad (``None`` values left out, tuples → lists)."""
     if isinstance(obj, dict):

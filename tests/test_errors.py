@@ -75,3 +75,15 @@ def test_generate_unknown_type_and_bad_sampler(toy_model):
         sb.tl.generate(model, 3, sampler="rk45", progress=False)
     with pytest.raises(ValueError, match="at least one cell"):
         sb.tl.generate(model, 0, progress=False)
+
+
+@pytest.mark.parametrize("steps", [0, 10, -1, 2.5, True])
+def test_training_budget_too_small_is_a_clear_error(toy_adata, toy_model, steps):
+    _check(toy_adata.copy(), ValueError, "max_steps must be an integer >= 20", max_steps=steps)
+    model, _ = toy_model
+    n_types, table = len(model.types), model.hierarchy.to_table()
+    new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
+    new.obs["cell_type"] = "D"
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 20"):
+        sb.tl.add_cell_type(model, new, max_steps=steps, progress=False)
+    assert len(model.types) == n_types and model.hierarchy.to_table().equals(table)  # the model is unchanged

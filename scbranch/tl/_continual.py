@@ -44,6 +44,7 @@ def add_cell_type(
     type's anchor type and branch time, the trained heads, steps and mode).
     """
     start = logg.info(f"adding cell types to the model ({mode})")
+    _anndata.check_steps(max_steps)
     groupby = groupby or model.groupby
     labels, types = _anndata.check_labels(adata_new, groupby, min_cells=min_cells, drop_small=False, min_types=1)
     dup = sorted(set(types) & set(model.types))

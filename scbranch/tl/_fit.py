@@ -160,6 +160,7 @@ def fit(
     if not branched and not (hierarchy is None or (isinstance(hierarchy, str) and hierarchy == "data")):
         msg = "branched=False fits the flat baseline, which has no hierarchy; drop hierarchy= or branched=False"
         raise ValueError(msg)
+    _anndata.check_steps(max_steps)
     if softness is not None and not (np.isfinite(softness) and softness > 0):
         msg = f"softness must be a positive finite number or None (standard diffusion), got {softness!r}"
         raise ValueError(msg)
