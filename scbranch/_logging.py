@@ -1,4 +1,9 @@
-"""Timed logging in scanpy's style (``start = info("running …")`` … ``info("    finished", time=start)``)."""
+"""Timed logging in scanpy's style (``start = info("running …")`` … ``info("    finished", time=start)``).
+
+Gated by scanpy's ``sc.settings.verbosity`` as scanpy's own tools are: info lines at 2 ("info") and above,
+warnings at 1 ("warning", scanpy's default) and above, nothing at 0. So a notebook is quiet by default;
+``sc.settings.verbosity = 2`` shows each step with its time (the command line sets it unless ``--quiet``).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,19 @@ if not logger.handlers:
     logger.propagate = False
 
 
+def verbosity() -> int:
+    try:
+        import scanpy as sc
+
+        return int(sc.settings.verbosity)
+    except ImportError:  # pragma: no cover - scanpy is a dependency
+        return 2
+
+
 def info(msg: str, *, time: float | None = None, deep: str | None = None) -> float:
     now = _time.perf_counter()
+    if verbosity() < 2:
+        return now
     if time is not None:
         msg = f"{msg} ({now - time:.1f}s)"
     if deep:
@@ -26,7 +42,8 @@ def info(msg: str, *, time: float | None = None, deep: str | None = None) -> flo
 
 
 def warning(msg: str) -> None:
-    logger.warning(f"WARNING: {msg}")
+    if verbosity() >= 1:
+        logger.warning(f"WARNING: {msg}")
 
 
 @contextmanager

@@ -139,6 +139,7 @@ def _generate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scbranch", description="Hierarchically branched diffusion for single cells.")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors (no step-by-step log)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train on pbmc68k_reduced (ships with scanpy), generate every type, "
                                     "write an .h5ad and a PNG, print a per-type quality table")
@@ -185,11 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        res = demo(args.out, n_per_type=args.n_per_type, max_steps=args.max_steps, random_state=args.seed,
-                   progress=not args.no_progress)
-        return 0 if res["n_ok"] > 0 else 1
-    return _fit(args) if args.command == "fit" else _generate(args)
+    import scanpy as sc
+
+    before = sc.settings.verbosity
+    sc.settings.verbosity = 1 if args.quiet else 2  # a command line shows its steps; a notebook stays quiet
+    try:
+        if args.command == "demo":
+            res = demo(args.out, n_per_type=args.n_per_type, max_steps=args.max_steps, random_state=args.seed,
+                       progress=not args.no_progress)
+            return 0 if res["n_ok"] > 0 else 1
+        return _fit(args) if args.command == "fit" else _generate(args)
+    finally:
+        sc.settings.verbosity = before
 
 
 if __name__ == "__main__":

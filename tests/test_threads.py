@@ -54,3 +54,25 @@ def test_busy_machine_gets_fewer_threads_and_one_warning(clean, caplog, monkeypa
     with _threads.torch_threads():
         pass
     assert not any("busy" in r.getMessage() for r in caplog.records)  # warned once per process
+
+
+def test_logging_follows_scanpy_verbosity(toy_adata, caplog, monkeypatch):
+    from scbranch import _logging
+
+    monkeypatch.setattr(logging.getLogger("scbranch"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="scbranch")
+    before = sc.settings.verbosity
+    try:
+        sc.settings.verbosity = 0
+        _logging.info("step one")
+        _logging.warning("careful")
+        assert not caplog.records
+        sc.settings.verbosity = 1  # scanpy's default: warnings only
+        _logging.info("step two")
+        _logging.warning("careful")
+        assert {r.levelno for r in caplog.records} == {logging.WARNING}
+        sc.settings.verbosity = 2
+        _logging.info("step three")
+        assert caplog.records[-1].getMessage() == "step three"
+    finally:
+        sc.settings.verbosity = before
