@@ -1,8 +1,27 @@
-"""scbranch: hierarchically branched diffusion models for single-cell data."""
+"""scbranch: hierarchically branched diffusion models for single-cell data.
 
-from . import datasets, metrics, pl, simulate, tl
-from .hierarchy import Hierarchy
-from .model import BranchedDiffusion
+Submodules load on first use (``sb.tl``, ``sb.pl``, …), so ``import scbranch`` and ``scbranch --help`` do not
+pay for torch, scanpy and scvi-tools until something needs them.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["BranchedDiffusion", "Hierarchy", "datasets", "metrics", "pl", "simulate", "tl", "__version__"]
+
+_SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
+               "sampling", "cli", "_anndata", "_chunks", "_logging", "_threads"}
+_ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
+    msg = f"module 'scbranch' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | _SUBMODULES)

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from . import __version__
 from . import _logging as logg
 
 
@@ -140,6 +141,7 @@ def _generate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scbranch", description="Hierarchically branched diffusion for single cells.")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors (no step-by-step log)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train on pbmc68k_reduced (ships with scanpy), generate every type, "
                                     "write an .h5ad and a PNG, print a per-type quality table")

@@ -35,3 +35,14 @@ def test_fit_and_generate_commands(tmp_path, toy_adata):
     syn = ad.read_h5ad(tmp_path / "s.h5ad")
     assert syn.obs["cell_type"].value_counts().to_dict() == {"A": 7, "C": 7}
     assert list(syn.var_names) == list(toy_adata.var_names)
+
+
+def test_help_and_version_are_fast_and_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom scbranch.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'scanpy' not in sys.modules, 'heavy imports for --version'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("scbranch 0.")
