@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -113,13 +114,23 @@ def _fit(args) -> int:
 
     from . import tl
 
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        msg = f"{out} exists and is not empty; pass --overwrite to replace it (checked before training)"
+        raise FileExistsError(msg)
     adata = ad.read_h5ad(args.data, backed="r" if args.backed else None)
     model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer, use_raw=args.use_raw,
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
                    branched=not args.flat, accelerator=args.accelerator, devices=args.devices,
                    strategy=args.strategy, random_state=args.seed, progress=not args.no_progress)
-    model.save(args.out, overwrite=args.overwrite)
-    logg.info(f"saved the model to {args.out}/ (hierarchy: {model.hierarchy.to_newick()})")
+    model.save(out, overwrite=args.overwrite)
+    from . import pl
+
+    pl.hierarchy(adata, save=out / "hierarchy.png")  # diagnostics beside the model
+    if "separation" in adata.uns["scbranch"]:
+        pl.branch_points(adata, save=out / "branch_points.png")
+    logg.info(f"saved the model and its diagnostics (hierarchy.png, branch_points.png) to {out}/ "
+              f"(hierarchy: {model.hierarchy.to_newick()})")
     return 0
 
 
@@ -198,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                        progress=not args.no_progress)
             return 0 if res["n_ok"] > 0 else 1
         return _fit(args) if args.command == "fit" else _generate(args)
+    except (ValueError, KeyError, TypeError, FileExistsError, FileNotFoundError) as err:
+        # a user's mistake: one clear line, no traceback (KeyError's str() adds quotes: take its argument)
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"scbranch {args.command}: error: {msg}", file=sys.stderr)
+        return 2
     finally:
         sc.settings.verbosity = before
 

@@ -30,6 +30,7 @@ def test_fit_and_generate_commands(tmp_path, toy_adata):
     toy_adata.write_h5ad(data)
     assert main(["fit", str(data), "--groupby", "cell_type", "--out", str(tmp_path / "m"), "--max-steps", "50",
                  "--no-progress"]) == 0
+    assert (tmp_path / "m" / "hierarchy.png").exists() and (tmp_path / "m" / "branch_points.png").exists()
     assert main(["generate", str(tmp_path / "m"), "--n", "7", "--types", "A", "C", "--out", str(tmp_path / "s.h5ad"),
                  "--no-progress"]) == 0
     syn = ad.read_h5ad(tmp_path / "s.h5ad")
@@ -46,3 +47,17 @@ def test_help_and_version_are_fast_and_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith("scbranch 0.")
+
+
+def test_fit_errors_are_one_line_and_checked_before_training(tmp_path, toy_adata, capsys):
+    data = tmp_path / "toy.h5ad"
+    toy_adata.write_h5ad(data)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("keep me")
+    assert main(["fit", str(data), "--groupby", "cell_type", "--out", str(tmp_path / "taken"), "--max-steps", "50",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists and is not empty" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert (tmp_path / "taken" / "x").read_text() == "keep me"
+    assert main(["fit", str(data), "--groupby", "celltype", "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    assert "not a column of adata.obs" in capsys.readouterr().err
