@@ -81,6 +81,19 @@ def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
     return X
 
 
+def to_counts(X, kind: InputKind, where: str = "X"):
+    """Integer counts: ``X`` itself, or recovered from log-normalized values (see ``representation._library``)."""
+    if kind == "counts":
+        return X
+    from .representation import recover_counts
+
+    info = recover_counts(X)
+    if info is None:
+        msg = f"{where} holds log-normalized values that are not a per-cell scaling of integer counts"
+        raise ValueError(msg)
+    return info.counts
+
+
 def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small: bool,
                  min_types: int = 2) -> tuple[pd.Series, list[str]]:
     """Labels as strings (index = obs_names) and the list of types kept (sorted by size, largest first)."""

@@ -85,9 +85,11 @@ def test_scvi_accepts_a_trained_scvi_model(batched):
 
 def test_scvi_bad_input_errors_leave_adata_untouched(batched, toy_model):
     lognorm = batched.copy()
-    lognorm.X = sb._anndata.to_lognorm(lognorm.X, "counts")
+    x = sb._anndata.to_lognorm(lognorm.X, "counts")
+    x[x > 0] += 0.05  # no longer a per-cell scaling of counts
+    lognorm.X = x
     before = lognorm.copy()
-    with pytest.raises(ValueError, match="raw counts"):
+    with pytest.raises(ValueError, match="not a per-cell scaling of integer counts"):
         sb.tl.fit(lognorm, groupby="cell_type", representation="scvi", **SCVI)
     assert_adata_equal(lognorm, before)
     adata = batched.copy()
@@ -101,3 +103,24 @@ def test_scvi_bad_input_errors_leave_adata_untouched(batched, toy_model):
         sb.tl.generate(model, 5, transform_batch="b1", progress=False)
     with pytest.raises(ValueError, match="transform_batch"):
         model.decode(np.zeros((2, model.representation.n_features), np.float32), ["A", "A"], transform_batch="b1")
+
+
+def test_scvi_on_log_normalized_input_reproduces_its_normalization(toy_adata):
+    """Log-normalized over more genes than kept (the HVG case): scVI gets the recovered counts, and synthetic
+    cells are normalized with per-cell scales drawn from real cells, not to a fixed 1e4."""
+    counts = dense(toy_adata.X)
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    adata = toy_adata[:, :40].copy()
+    adata.X = x[:, :40]
+    model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", n_comps=4, random_state=0, **SCVI)
+    syn = sb.tl.generate(model, 40, progress=False)
+    c = dense(syn.layers["counts"])
+    assert np.array_equal(c, np.round(c))
+    # each cell is log1p(counts × s) with s a real cell's scale (1e4 / its library over all 60 genes)
+    e = np.expm1(dense(syn.X))
+    scale = e.sum(1) / np.maximum(c.sum(1), 1)
+    np.testing.assert_allclose(e, c * scale[:, None], rtol=1e-3, atol=1e-3)
+    real_scale = 1e4 / counts.sum(1)
+    assert real_scale.min() * 0.999 <= scale.min() and scale.max() <= real_scale.max() * 1.001
+    assert np.ptp(scale) > 0.2 * np.ptp(real_scale)  # per-cell scales, not one target sum
+    np.testing.assert_allclose(model.get_latent(adata), adata.obsm["X_scbranch"], atol=1e-4)

@@ -134,7 +134,9 @@ class BranchedDiffusion:
         return self._as_input(*self._read(adata))
 
     def _as_input(self, X, kind):
-        return _anndata.to_lognorm(X, kind) if self.representation.input == "lognorm" else X
+        if self.representation.input == "lognorm":
+            return _anndata.to_lognorm(X, kind)
+        return _anndata.to_counts(X, kind)
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
         key = self.config.get("batch_key")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
-from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info
+from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info, recover_counts
 
 
 @dataclass
@@ -46,9 +46,6 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
 
     batch = None
     if representation == "scvi":
-        if kind != "counts":
-            msg = f"representation='scvi' models raw counts, but {where} holds log-normalized values; pass layer="
-            raise ValueError(msg)
         if batch_key is not None:
             batch = _anndata.check_obs_column(adata, batch_key, what="batch_key")
         if scvi_model is not None:
@@ -58,6 +55,10 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
                 msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
                 raise ValueError(msg)
             X, var_names = X[:, var_names.get_indexer(genes)], genes
+        if kind != "counts" and recover_counts(X[:200]) is None:  # cheap check first, the whole matrix below
+            msg = (f"representation='scvi' models counts, but {where} holds log-normalized values that are not a "
+                   "per-cell scaling of integer counts; pass layer= with raw counts")
+            raise ValueError(msg)
         rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
     else:
         rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
@@ -71,7 +72,7 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         x_rows = _chunks.read_rows(X, rows)
         x_dec = _anndata.to_lognorm(x_rows, kind)
     else:
-        x_in = _anndata.to_lognorm(X, kind) if rep.input == "lognorm" else X
+        x_in = _anndata.to_lognorm(X, kind) if rep.input == "lognorm" else _anndata.to_counts(X, kind, where)
         bt = batch[train_mask] if batch is not None else None
         rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)
