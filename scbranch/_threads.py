@@ -17,6 +17,7 @@ import torch
 from . import _logging as logg
 
 _warned = False
+_auto: tuple[int, str] | None = None  # the automatic choice, made once per process (see choose_threads)
 
 
 def physical_cores() -> int:
@@ -57,9 +58,12 @@ def choose_threads() -> tuple[int, str]:
     cores = physical_cores()
     if n_jobs not in (None, 1):
         return (cores if n_jobs < 0 else int(n_jobs)), "sc.settings.n_jobs"
-    busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
-    free = max(1, cores - int(round(busy)))
-    return free, ("physical cores" if free == cores else f"physical cores ({cores}) minus ~{round(busy)} busy")
+    global _auto
+    if _auto is None:  # once: later, the load average would count this process's own threads as others' work
+        busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
+        free = max(1, cores - int(round(busy)))
+        _auto = free, ("physical cores" if free == cores else f"physical cores ({cores}) minus ~{round(busy)} busy")
+    return _auto
 
 
 @contextmanager

@@ -100,7 +100,7 @@ def per_type_quality(z_real, y_real, z_syn, y_syn, *, random_state: int = 0) -> 
 
 def gene_mean_pearson(x_real: np.ndarray, x_syn: np.ndarray) -> float:
     """Pearson correlation of per-gene mean expression."""
-    return float(np.corrcoef(np.asarray(x_real).mean(0), np.asarray(x_syn).mean(0))[0, 1])
+    return float(np.corrcoef(_dense(x_real).mean(0), _dense(x_syn).mean(0))[0, 1])
 
 
 def marker_recovery(real, syn, groupby: str, *, n_top: int = 20) -> pd.DataFrame:

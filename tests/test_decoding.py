@@ -104,3 +104,50 @@ def test_input_without_counts_uses_the_hurdle_decoder(toy_adata):
     y, y_syn = adata.obs["cell_type"].astype(str).to_numpy(), syn.obs["cell_type"].astype(str).to_numpy()
     # the hurdle puts exact zeros where the type's real cells have them
     assert metrics.expressing_fraction_mae(x, y, syn.X, y_syn).max() < 0.08
+
+
+def test_new_type_without_counts_is_refused_before_the_model_changes(toy_adata):
+    lognorm = toy_adata.copy()
+    lognorm.X = _lognorm(dense(toy_adata.X))  # log-normalized with recoverable counts: the count decoder
+    adata = lognorm[lognorm.obs["cell_type"] != "C"].copy()
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    assert model.representation.counts_decoder is not None
+    new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
+    x = _lognorm(dense(new.X))
+    x[x > 0] += 0.05  # log-normalized, but no longer a scaling of counts
+    new.X = x
+    table, heads = model.hierarchy.to_table(), dict(model.config["heads"])
+    with pytest.raises(ValueError, match="decodes counts"):
+        sb.tl.add_cell_type(model, new, max_steps=50, progress=False)
+    assert model.types == ["A", "B"] and model.hierarchy.to_table().equals(table) and model.config["heads"] == heads
+
+
+def test_added_type_dispersion_shrinks_toward_the_training_types(toy_model):
+    """A new type of 3 cells gets dispersions near the training types' pooled ones, not its own noisy moments."""
+    model, adata = toy_model
+    dec = model.representation.counts_decoder
+    before = {k: v.clone() for k, v in dec.net.state_dict().items()}
+    import copy
+
+    grown = copy.deepcopy(dec)
+    cells = dense(adata.X)[:3]
+    grown.add_types(model.representation.transform(_lognorm(cells)), cells, ["new"] * 3)
+    pooled = -np.log(np.clip(grown.net.phi_gene.numpy(), np.exp(-8), np.exp(4)))
+    new = grown.net.log_theta[-1].numpy()
+    assert np.median(np.abs(new - pooled)) < 1.0
+    for k, v in before.items():  # the original decoder is untouched, and the old types keep their values
+        torch_equal = np.array_equal(dec.net.state_dict()[k].numpy(), v.numpy())
+        assert torch_equal
+    np.testing.assert_array_equal(grown.net.log_theta[:-1].numpy(), before["log_theta"].numpy())
+
+
+def test_model_saved_in_an_older_format_is_a_clear_error(toy_model, tmp_path):
+    import json
+
+    model, _ = toy_model
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["format"] = 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format 1"):
+        sb.BranchedDiffusion.load(tmp_path / "m")

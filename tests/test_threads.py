@@ -14,6 +14,7 @@ from scbranch import _threads
 def clean(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(_threads, "_warned", False)
+    monkeypatch.setattr(_threads, "_auto", None)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # only this process busy
     n_jobs, threads = sc.settings.n_jobs, torch.get_num_threads()
     sc.settings.n_jobs = 1

@@ -30,6 +30,8 @@ from ._training import train_module
 # deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
 _DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
 DEFAULT_SAMPLER = "euler_maruyama"
+# 2: decoders live in the representation (count decoder, libraries, residual decoder); 1 had the residual on the model
+SAVE_FORMAT = 2
 
 
 class BranchedDiffusion:
@@ -262,7 +264,7 @@ class BranchedDiffusion:
                    path / "model.pt")
         self.representation.save_files(path)
         hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
-        meta = {"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
+        meta = {"format": SAVE_FORMAT, "config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
                 "is_trained": self.is_trained, "representation": self.representation.kind,
                 "representation_meta": self.representation.meta()}
         (path / "config.json").write_text(json.dumps(meta, indent=1))
@@ -272,6 +274,10 @@ class BranchedDiffusion:
         """Load a saved model; with ``adata``, check that it holds the model's genes."""
         path = Path(dir_path)
         meta = json.loads((path / "config.json").read_text())
+        if meta.get("format", 1) != SAVE_FORMAT:
+            msg = (f"{path} holds a model saved in format {meta.get('format', 1)}; this scbranch reads format "
+                   f"{SAVE_FORMAT} (decoders changed with the count decoder): fit the model again")
+            raise ValueError(msg)
         state = torch.load(path / "model.pt", weights_only=True)  # tensors only: no arbitrary unpickling
         rep = REPRESENTATIONS[meta["representation"]].from_state_dict(
             state["representation"], meta=meta.get("representation_meta", {}), path=path)

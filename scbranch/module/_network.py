@@ -113,10 +113,10 @@ class BranchedScoreNet(nn.Module):
         # noise the target ε ≈ x_t must keep it (a normalized output cannot represent that identity)
         if scalar_branch:
             return self.heads[branch](h)
-        # mixed branches (training): each row through its own head only, so the cost does not grow with the
-        # number of branches (evaluating every head and picking one cost B × the head work: at ~200 branches more
-        # than the trunk). Only the heads present in the batch are stacked, then gathered per row.
-        present, inv = torch.unique(b_idx, return_inverse=True)
-        weight = torch.stack([self.heads[int(b)].weight for b in present])  # (U, d, w)
-        bias = torch.stack([self.heads[int(b)].bias for b in present])  # (U, d)
-        return torch.baddbmm(bias[inv][:, :, None], weight[inv], h[:, :, None]).squeeze(-1)
+        # mixed branches (training): each row through its own head only, so the multiply-adds do not grow with
+        # the number of branches (evaluating every head and picking one cost B × the head work: at ~200 branches
+        # more than the trunk). Every head is stacked, so each stays in the graph (DDP requires it of trainable
+        # parameters) with a zero gradient when no row of the batch uses it.
+        weight = torch.stack([hd.weight for hd in self.heads])  # (B, d, w): a copy, no multiply-adds
+        bias = torch.stack([hd.bias for hd in self.heads])  # (B, d)
+        return torch.baddbmm(bias[b_idx][:, :, None], weight[b_idx], h[:, :, None]).squeeze(-1)

@@ -26,6 +26,7 @@ N_KEEP = 2000  # (library size, scale) pairs kept per type: bounded state, faith
 ROUND_TOL = 0.25  # float32 log1p storage leaves ≤ 0.12 on counts up to ~10^4 (pbmc68k); non-counts far more
 MAX_FAIL = 0.01  # a matrix whose cells fail the integer check more often than this holds no counts
 TARGET_SUM = 1e4  # how scbranch log-normalizes raw-count input (``_anndata.to_lognorm``)
+DECODE_BLOCK = 4096  # cells decoded at a time: a few dense (cells × genes) float64 arrays per block, not per call
 
 
 @dataclass
@@ -86,10 +87,15 @@ class Libraries:
         self.lib: dict[str, np.ndarray] = {}
         self.scale: dict[str, np.ndarray] = {}
 
-    def fit(self, counts, labels, scale: np.ndarray | None = None, *, random_state: int = 0) -> Libraries:
-        """Keep up to ``N_KEEP`` (library size, scale) pairs of each type in ``labels`` (replacing earlier ones)."""
+    def fit(self, counts, labels, scale: np.ndarray | None = None, *, target_sum: float | None = None,
+            random_state: int = 0) -> Libraries:
+        """Keep up to ``N_KEEP`` (library size, scale) pairs of each type in ``labels`` (replacing earlier ones).
+        Cells normalized to ``target_sum`` (no ``scale``) get the scale that normalization gave them, so types
+        added later in either mode decode as their input was normalized."""
         rng = np.random.default_rng(random_state)
         lib = np.asarray(counts.sum(1)).ravel().astype(np.float32)
+        if scale is None and target_sum is not None:
+            scale = target_sum / np.maximum(lib, 1)
         labels = np.asarray(labels, dtype=str)
         for ty in dict.fromkeys(labels):
             idx = np.flatnonzero(labels == ty)
@@ -114,6 +120,21 @@ class Libraries:
             pick = rng.integers(len(self.lib[ty]), size=int(m.sum()))
             lib[m], scale[m] = self.lib[ty][pick], self.scale[ty][pick]
         return lib, scale
+
+    def sample(self, labels, draw_counts, rng: np.random.Generator) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        """Synthetic cells of ``labels``: a library size (and scale) per cell from real cells of its type, then
+        ``draw_counts(rows, lib)`` for one block of cells at a time; returns (log-normalized X, counts), sparse."""
+        labels = np.asarray(labels, dtype=str)
+        lib, scale = self.draw(labels, rng)
+        xs, cs = [], []
+        for lo in range(0, len(labels), DECODE_BLOCK):
+            rows = slice(lo, lo + DECODE_BLOCK)
+            counts = draw_counts(rows, lib[rows])
+            xs.append(self.lognorm(counts, scale[rows]))
+            cs.append(sparse.csr_matrix(counts))
+        if not xs:
+            return sparse.csr_matrix((0, 0), dtype=np.float32), sparse.csr_matrix((0, 0), dtype=np.float32)
+        return sparse.vstack(xs, format="csr"), sparse.vstack(cs, format="csr")
 
     def lognorm(self, counts: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
         """Synthetic counts → log-normalized expression, normalized as the input was."""

@@ -19,6 +19,8 @@ and dispersion with the network frozen: the old types decode exactly as before.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from scipy import sparse
@@ -31,6 +33,7 @@ BATCH, LR = 256, 3e-3
 # vs 0.112): longer fits of the mean leave less residual variance for the dispersion to carry
 STEP_RANGE, PASSES = (200, 1000), 20
 PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
+MAX_CELLS = 2000  # cells per type the dispersion is estimated from (one type dense at a time)
 LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈ Poisson)
 
 
@@ -39,8 +42,10 @@ class _Net(nn.Module):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(n_features, HIDDEN), nn.SiLU(), nn.Linear(HIDDEN, n_genes))
         self.type_bias = nn.Parameter(torch.zeros(n_types, n_genes))
-        # set by moments, not by gradient (buffers: saved with the state, untouched by the optimizer)
+        # set by moments, not by gradient (buffers: saved with the state, untouched by the optimizer); the
+        # pooled per-gene dispersion of the training types is kept to shrink types added later toward it
         self.register_buffer("log_theta", torch.full((n_types, n_genes), LOG_THETA[1]))
+        self.register_buffer("phi_gene", torch.zeros(n_genes))
 
     def rho(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.mlp(z) + self.type_bias[codes], dim=-1)
@@ -73,12 +78,17 @@ class NBDecoder:
         return float(loss.detach())
 
     @torch.no_grad()
-    def _set_dispersion(self, z, counts, codes, types: list[int]) -> None:
-        """θ of ``types`` by moments: Σμ² / Σ((x − μ)² − μ) per gene, shrunk toward the gene's pooled value."""
+    def _set_dispersion(self, z, counts, codes, types: list[int], *, pool: bool, random_state: int = 0) -> None:
+        """θ of ``types`` by moments: Σμ² / Σ((x − μ)² − μ) per gene, shrunk toward the gene's pooled value
+        (pooled over ``types`` with ``pool``, at the first fit; else the stored one: new types shrink toward the
+        training types' dispersion, not toward themselves)."""
         lib = np.asarray(counts.sum(1)).ravel()
+        rng = np.random.default_rng(random_state)
         a, b, n = [], [], []
         for k in types:  # one type's cells dense at a time
             rows = np.flatnonzero(codes == k)
+            if len(rows) > MAX_CELLS:
+                rows = np.sort(rng.choice(rows, MAX_CELLS, replace=False))
             mu = self.net.rho(torch.as_tensor(z[rows], dtype=torch.float32),
                               torch.full((len(rows),), k)).double().numpy() * lib[rows, None]
             x = counts[rows].toarray().astype(np.float64)
@@ -86,7 +96,9 @@ class NBDecoder:
             b.append(((x - mu) ** 2 - mu).sum(0))  # E = μ²/θ under NB
             n.append(len(rows))
         a, b, n = np.stack(a), np.stack(b), np.asarray(n, np.float64)[:, None]
-        phi_gene = np.clip(b.sum(0) / np.maximum(a.sum(0), 1e-12), 0, None)  # pooled 1/θ
+        if pool:
+            self.net.phi_gene[:] = torch.as_tensor(np.clip(b.sum(0) / np.maximum(a.sum(0), 1e-12), 0, None))
+        phi_gene = self.net.phi_gene.double().numpy()  # pooled 1/θ
         phi = (b + PRIOR_CELLS * phi_gene * a / n) / (a + PRIOR_CELLS * a / n + 1e-12)
         log_theta = -np.log(np.clip(phi, np.exp(-LOG_THETA[1]), np.exp(-LOG_THETA[0])))
         self.net.log_theta[types] = torch.as_tensor(log_theta, dtype=torch.float32)
@@ -101,7 +113,8 @@ class NBDecoder:
             self.net = _Net(self.n_features, self.n_genes, len(self.type_names))
             self.loss_ = self._train(z, counts, codes, list(self.net.parameters()), n_total=len(z),
                                      random_state=random_state)
-        self._set_dispersion(z, counts, codes, list(range(len(self.type_names))))
+        self._set_dispersion(z, counts, codes, list(range(len(self.type_names))), pool=True,
+                             random_state=random_state)
         return self
 
     def add_types(self, z: np.ndarray, counts, labels, *, random_state: int = 0) -> None:
@@ -110,18 +123,26 @@ class NBDecoder:
         new = [t for t in dict.fromkeys(labels) if t not in self.type_names]
         if not new:
             return
-        net, old = self.net, len(self.type_names)
+        # fit a copy and swap it in at the end: an interrupted call leaves the decoder as it was
+        old, net = len(self.type_names), copy.deepcopy(self.net)
         frozen = net.type_bias.data.clone()
+        for p in net.mlp.parameters():
+            p.requires_grad_(False)
         net.type_bias = nn.Parameter(torch.cat([frozen, torch.zeros(len(new), self.n_genes)]))
         net.log_theta = torch.cat([net.log_theta, torch.full((len(new), self.n_genes), LOG_THETA[1])])
-        self.type_names += new
+        names = self.type_names + new
         keep = np.isin(labels, new)
         z, counts = z[keep], counts[np.flatnonzero(keep)]
-        codes = np.array([self.type_names.index(t) for t in labels[keep]])
-        self._train(z, counts, codes, [net.type_bias], n_total=len(z), random_state=random_state)
+        codes = np.array([names.index(t) for t in labels[keep]])
+        grown = NBDecoder(self.n_features, self.n_genes)
+        grown.type_names, grown.net = names, net
+        grown._train(z, counts, codes, [net.type_bias], n_total=len(z), random_state=random_state)
         with torch.no_grad():  # the prior's gradient moved the old rows too: restore them exactly
             net.type_bias[:old] = frozen
-        self._set_dispersion(z, counts, codes, list(range(old, len(self.type_names))))
+        grown._set_dispersion(z, counts, codes, list(range(old, len(names))), pool=False, random_state=random_state)
+        for p in net.mlp.parameters():
+            p.requires_grad_(True)
+        self.type_names, self.net = names, net
 
     @torch.no_grad()
     def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +170,8 @@ class NBDecoder:
     def from_state(cls, state: dict[str, torch.Tensor], meta: dict) -> NBDecoder:
         dec = cls(meta["n_features"], meta["n_genes"])
         dec.type_names = list(meta["type_names"])
-        dec.net = _Net(dec.n_features, dec.n_genes, len(dec.type_names))
+        with torch.random.fork_rng():  # the init is overwritten below: leave the user's RNG as it was
+            dec.net = _Net(dec.n_features, dec.n_genes, len(dec.type_names))
         dec.net.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("nb.")})
         return dec
 

@@ -96,7 +96,8 @@ class PCARepresentation:
             self.residual_decoder.fit(x, self.inverse_transform(self.transform(x), clip=False), labels,
                                       random_state=random_state)
             return
-        self.libraries.fit(data.counts.counts, labels, data.counts.scale, random_state=random_state)
+        self.libraries.fit(data.counts.counts, labels, data.counts.scale, target_sum=data.counts.target_sum,
+                           random_state=random_state)
 
     def decode(self, z: np.ndarray, labels, *, random_state: int | None = 0, transform_batch=None) -> Decoded:
         """Cells for model-space ``z``: counts and their log-normalization, or (no counts) decoded log-expression.
@@ -106,11 +107,13 @@ class PCARepresentation:
             raise ValueError(msg)
         rng = np.random.default_rng(random_state) if random_state is not None else None
         if self.counts_decoder is None:
-            return Decoded(self.residual_decoder.decode(self.inverse_transform(z, clip=False), labels, rng))
+            x = self.residual_decoder.decode(self.inverse_transform(z, clip=False), labels, rng)
+            return Decoded(sparse.csr_matrix(x))
         rng = rng or np.random.default_rng(0)
-        lib, scale = self.libraries.draw(labels, rng)
-        counts = self.counts_decoder.sample(z, labels, lib, rng)
-        return Decoded(self.libraries.lognorm(counts, scale), counts)
+        labels = np.asarray(labels, dtype=str)
+        X, counts = self.libraries.sample(
+            labels, lambda rows, lib: self.counts_decoder.sample(z[rows], labels[rows], lib, rng), rng)
+        return Decoded(X, counts)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_),

@@ -131,7 +131,8 @@ class SCVIRepresentation:
         labels = np.asarray(data.labels, dtype=str)
         info = data.counts
         self.libraries = self.libraries or Libraries(info.target_sum if info is not None else 1e4)
-        self.libraries.fit(data.x, labels, info.scale if info is not None else None, random_state=random_state)
+        self.libraries.fit(data.x, labels, info.scale if info is not None else None,
+                           target_sum=info.target_sum if info is not None else None, random_state=random_state)
         n_b = len(self.batches) if self.batches else 1
         for ty in pd.unique(labels):
             m = labels == ty
@@ -154,9 +155,12 @@ class SCVIRepresentation:
         if transform_batch is not None and str(transform_batch) not in (self.batches or []):
             msg = f"transform_batch={transform_batch!r} is not a batch of the scVI model; batches: {self.batches}"
             raise ValueError(msg)
+        missing = sorted(set(labels) - set(self.type_names))
+        if missing:
+            msg = f"the decoder has no types {missing}"
+            raise ValueError(msg)
         random_state = 0 if random_state is None else random_state
         rng = np.random.default_rng(random_state)
-        lib, scale = self.libraries.draw(labels, rng)
         k = np.array([self.type_names.index(t) for t in labels], dtype=int)
         if transform_batch is not None:
             b = np.full(len(z), self.batches.index(str(transform_batch)))
@@ -165,12 +169,16 @@ class SCVIRepresentation:
             b = (rng.random(len(z))[:, None] > cum).sum(1).clip(0, cum.shape[1] - 1)
         latent = torch.from_numpy((z * self.scale_ + self.mean_).astype(np.float32))
         module = self.scvi.module.eval()
+
+        def draw_counts(rows, lib):
+            out = module.generative(z=latent[rows], library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None],
+                                    batch_index=torch.from_numpy(b[rows])[:, None].long())
+            return out["px"].sample().numpy().astype(np.float32)
+
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(int(random_state))
-            out = module.generative(z=latent, library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None].float(),
-                                    batch_index=torch.from_numpy(b)[:, None].long())
-            counts = out["px"].sample().numpy().astype(np.float32)
-        return Decoded(self.libraries.lognorm(counts, scale), counts,
+            X, counts = self.libraries.sample(labels, draw_counts, rng)
+        return Decoded(X, counts,
                        np.asarray(self.batches)[b] if self.batches else None)
 
     # ---- save / load ----------------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ def add_cell_type(
         msg = "the model is not trained"
         raise RuntimeError(msg)
     data = model.decoder_data(adata_new, labels.to_numpy())
+    if getattr(model.representation, "counts_decoder", None) is not None and data.counts is None:
+        msg = ("this model decodes counts, but the new cells hold no counts (raw, or log-normalized values that are "
+               "a per-cell scaling of integer counts); pass layer= / use_raw= to the counts")
+        raise ValueError(msg)
     z_new = model.representation.transform(data.x, batch=data.batch)
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
     report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,

@@ -302,7 +302,7 @@ def generate(
     order = [t for t in model.type_order if t in cells]
     obs = pd.DataFrame(
         {model.groupby: pd.Categorical(labels, categories=order), f"{key_added}_synthetic": True},
-        index=[f"{obs_prefix or f'synthetic-{random_state}-'}{i}" for i in range(len(z))],
+        index=[f"{f'synthetic-{random_state}-' if obs_prefix is None else obs_prefix}{i}" for i in range(len(z))],
     )
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
     if out.batch is not None:
