@@ -12,7 +12,8 @@ from .conftest import FAST, TOY_TREE, dense
 def test_fit_writes_documented_keys(toy_model, toy_adata):
     model, adata = toy_model
     uns = adata.uns["scbranch"]
-    assert set(uns) == {"hierarchy", "branches", "branch_points", "separation", "params", "training"}
+    assert set(uns) == {"hierarchy", "hierarchy_table", "branches", "branch_points", "separation", "params",
+                        "training"}
     assert adata.obsm["X_scbranch"].shape == (adata.n_obs, model.representation.n_features)
     assert set(sb.Hierarchy.from_newick(uns["hierarchy"]).leaves) == {"A", "B", "C"}
     br = uns["branches"]

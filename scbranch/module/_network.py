@@ -104,7 +104,7 @@ class BranchedScoreNet(nn.Module):
             t = t.expand(x.shape[0]) if t.ndim == 0 else t
             b_idx = torch.full((x.shape[0],), branch, dtype=torch.long, device=x.device) if scalar_branch else branch
             emb = (self.branch_emb[branch].expand(x.shape[0], -1) if scalar_branch
-                   else torch.stack(list(self.branch_emb))[b_idx])
+                   else torch.index_select(torch.stack(list(self.branch_emb)), 0, b_idx))
             cond = nn.functional.silu(self.time_emb(t) + emb)
         h = self.inp(x)
         for block in self.blocks:
@@ -119,4 +119,7 @@ class BranchedScoreNet(nn.Module):
         # parameters) with a zero gradient when no row of the batch uses it.
         weight = torch.stack([hd.weight for hd in self.heads])  # (B, d, w): a copy, no multiply-adds
         bias = torch.stack([hd.bias for hd in self.heads])  # (B, d)
-        return torch.baddbmm(bias[b_idx][:, :, None], weight[b_idx], h[:, :, None]).squeeze(-1)
+        # index_select, not weight[b_idx]: its backward (index_add) sums in a fixed order on CPU, so the same seed
+        # trains the same weights; advanced indexing's backward accumulates in parallel, in varying order
+        w_rows, b_rows = torch.index_select(weight, 0, b_idx), torch.index_select(bias, 0, b_idx)
+        return torch.baddbmm(b_rows[:, :, None], w_rows, h[:, :, None]).squeeze(-1)
