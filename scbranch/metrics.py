@@ -6,6 +6,8 @@ on held-out real cells. Each function is symmetric in what it compares and seede
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
@@ -16,6 +18,19 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+
+@contextmanager
+def _scanpy_quiet():
+    """scanpy's own step lines ("ranking genes …") are noise inside a metric: warnings only while it runs."""
+    import scanpy as sc
+
+    before = sc.settings.verbosity
+    sc.settings.verbosity = min(int(before), 1)
+    try:
+        yield
+    finally:
+        sc.settings.verbosity = before
 
 
 def fit_eval_pca(x_train: np.ndarray, n_comps: int = 30, random_state: int = 0):
@@ -111,7 +126,8 @@ def marker_recovery(real, syn, groupby: str, *, n_top: int = 20) -> pd.DataFrame
     def markers(a):
         a = a.copy()
         a.obs[groupby] = a.obs[groupby].astype(str).astype("category")
-        sc.tl.rank_genes_groups(a, groupby, method="wilcoxon", use_raw=False)
+        with _scanpy_quiet():
+            sc.tl.rank_genes_groups(a, groupby, method="wilcoxon", use_raw=False)
         res = a.uns["rank_genes_groups"]
         return {t: pd.Series(res["logfoldchanges"][t], index=res["names"][t]) for t in res["names"].dtype.names}
 
@@ -229,7 +245,8 @@ def _top_hvg(x: np.ndarray, n_top: int) -> set[int]:
     import scanpy as sc
 
     a = ad.AnnData(x, var=pd.DataFrame(index=[str(i) for i in range(x.shape[1])]))
-    sc.pp.highly_variable_genes(a, flavor="seurat", n_top_genes=n_top)
+    with _scanpy_quiet():
+        sc.pp.highly_variable_genes(a, flavor="seurat", n_top_genes=n_top)
     # rank on the normalized dispersion ourselves: scanpy keeps every gene tied at the cut-off, so its
     # ``highly_variable`` can hold more than n_top genes
     disp = a.var["dispersions_norm"].to_numpy(dtype=float)
