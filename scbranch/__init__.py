@@ -6,7 +6,7 @@ pay for torch, scanpy and scvi-tools until something needs them.
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["BranchedDiffusion", "Hierarchy", "datasets", "metrics", "pl", "simulate", "tl", "__version__"]
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
