@@ -94,6 +94,21 @@ def to_counts(X, kind: InputKind, where: str = "X"):
     return info.counts
 
 
+LABEL_COLUMNS = ("cell_type", "celltype", "cell_types", "CellType", "cell_type_fine", "celltypes", "labels",
+                 "label", "bulk_labels", "louvain", "leiden")  # tried in this order when groupby is not given
+
+
+def default_groupby(adata: ad.AnnData) -> str:
+    """The first of :data:`LABEL_COLUMNS` in ``adata.obs`` (logged), or an error listing the categorical columns."""
+    for name in LABEL_COLUMNS:
+        if name in adata.obs.columns:
+            logg.info(f"    groupby not given: using adata.obs[{name!r}]")
+            return name
+    cats = [c for c in adata.obs.columns if not pd.api.types.is_numeric_dtype(adata.obs[c])]
+    msg = f"pass groupby=: adata.obs has none of the usual label columns {list(LABEL_COLUMNS)}; categorical columns: {cats}"
+    raise KeyError(msg)
+
+
 def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small: bool,
                  min_types: int = 2) -> tuple[pd.Series, list[str]]:
     """Labels as strings (index = obs_names) and the list of types kept (sorted by size, largest first)."""

@@ -87,3 +87,12 @@ def test_training_budget_too_small_is_a_clear_error(toy_adata, toy_model, steps)
     with pytest.raises(ValueError, match="max_steps must be an integer >= 20"):
         sb.tl.add_cell_type(model, new, max_steps=steps, progress=False)
     assert len(model.types) == n_types and model.hierarchy.to_table().equals(table)  # the model is unchanged
+
+
+def test_groupby_defaults_to_a_usual_label_column(toy_adata):
+    adata = toy_adata.copy()
+    model = sb.tl.fit(adata, **KW)  # obs["cell_type"]
+    assert model.groupby == "cell_type" and adata.uns["scbranch"]["params"]["groupby"] == "cell_type"
+    other = toy_adata.copy()
+    other.obs = other.obs.rename(columns={"cell_type": "annotation"})
+    _check(other, KeyError, "pass groupby=.*'annotation'", groupby=None)

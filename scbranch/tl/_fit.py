@@ -52,7 +52,7 @@ def default_steps(n_cells: int) -> int:
 def fit(
     adata: ad.AnnData,
     *,
-    groupby: str,
+    groupby: str | None = None,
     hierarchy: None | str | Mapping | pd.DataFrame | Hierarchy = None,
     ontology_key: str | None = None,
     ontology_mapping: Mapping[str, str] | None = None,
@@ -94,7 +94,10 @@ def fit(
         Cells × genes. Expression is read from ``.X``, ``layers[layer]`` or ``.raw`` and may be raw counts
         (library-size normalized and log1p-transformed here) or log-normalized; which one is detected and logged.
     groupby
-        Column of ``adata.obs`` with the cell type labels.
+        Column of ``adata.obs`` with the cell type labels. ``None``: the first of the usual names found
+        (:data:`scbranch._anndata.LABEL_COLUMNS`: ``cell_type``, ``celltype``, ``cell_types``, ``CellType``,
+        ``labels``, ``bulk_labels``, …), logged; with CELLxGENE's ``cell_type``, its
+        ``cell_type_ontology_term_id`` becomes the default ``ontology_key``.
     hierarchy
         ``None``/``"data"``: topology and branch times from the data. A Newick string/file, nested dict,
         parent/child table or :class:`~scbranch.Hierarchy`: that topology (leaves must match the labels; extra
@@ -152,6 +155,10 @@ def fit(
     ``.obsm[f"X_{key_added}"]``
         Every cell in the model's space.
     """
+    if groupby is None:
+        groupby = _anndata.default_groupby(adata)
+        if ontology_key is None and f"{groupby}_ontology_term_id" in adata.obs.columns:
+            ontology_key = f"{groupby}_ontology_term_id"  # CELLxGENE's schema: labels and their CL IDs
     start = logg.info(f"fitting branched diffusion on {adata.n_obs} cells, groupby={groupby!r}")
     # ---- validate everything before touching anything ----
     if representation not in REPRESENTATIONS:
