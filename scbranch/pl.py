@@ -24,11 +24,12 @@ def synthetic_vs_real(
     components: tuple[int, int] = (0, 1),
     save: str | Path | None = None,
     show: bool = False,
+    return_fig: bool = False,
 ):
     """Real and synthetic cells side by side in the model space's first two components, colored by type.
 
-    Both panels share axes and colors, so a type's synthetic cloud sits where its real cloud does.
-    Returns the two Axes.
+    Both panels share axes and colors (the dataset's ``.uns[f"{groupby}_colors"]`` when it has them), so a
+    type's synthetic cloud sits where its real cloud does. Returns the two Axes (the Figure with ``return_fig``).
     """
     basis = f"X_{key}"
     for a, name in ((adata, "adata"), (syn, "syn")):
@@ -38,6 +39,10 @@ def synthetic_vs_real(
     types = list(dict.fromkeys(list(adata.obs[groupby].astype(str).unique()) + list(syn.obs[groupby].astype(str))))
     cmap = plt.get_cmap("tab20" if len(types) > 10 else "tab10")
     colors = {t: cmap(i % cmap.N) for i, t in enumerate(types)}
+    col = adata.obs[groupby]
+    given = adata.uns.get(f"{groupby}_colors")
+    if given is not None and hasattr(col, "cat") and len(given) == len(col.cat.categories):
+        colors.update({str(c): k for c, k in zip(col.cat.categories, given)})
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharex=True, sharey=True)
     i, j = components
     for ax, a, title in ((axes[0], adata, "real"), (axes[1], syn, "synthetic")):
@@ -51,7 +56,7 @@ def synthetic_vs_real(
     axes[0].set_ylabel(f"scbranch {j + 1}")
     axes[1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     _finish(fig, save, show)
-    return axes
+    return fig if return_fig else axes
 
 
 def _finish(fig, save, show):
@@ -70,7 +75,7 @@ def _uns(adata: ad.AnnData, key: str) -> dict:
 
 
 def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | Path | None = None,
-              show: bool = False):
+              show: bool = False, return_fig: bool = False):
     """The cell-type tree on a diffusion-time axis: leaves (with cell counts) at t=0, each internal node at
     its branch time, the root's shared branch up to t=1. Nodes where the tree disagrees with the data are red.
     Returns the Axes."""
@@ -110,11 +115,11 @@ def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | 
     ax.set_title("cell-type hierarchy" + (f" — {len(conflicts)} conflict(s) with the data" if conflicts else ""))
     ax.spines[["top", "right"]].set_visible(False)
     _finish(ax.figure, save, show)
-    return ax
+    return ax.figure if return_fig else ax
 
 
 def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | Path | None = None,
-                  show: bool = False):
+                  show: bool = False, return_fig: bool = False):
     """The separation statistic vs diffusion time for each internal node (its latest-merging pair of types),
     with the threshold; the node's branch time is where its curve crosses it. Returns the Axes."""
     uns = _uns(adata, key)
@@ -137,11 +142,11 @@ def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: st
     ax.legend(fontsize=6, loc="upper right", frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     _finish(ax.figure, save, show)
-    return ax
+    return ax.figure if return_fig else ax
 
 
 def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted", n_markers: int = 6,
-                  save: str | Path | None = None, show: bool = False):
+                  save: str | Path | None = None, show: bool = False, return_fig: bool = False):
     """Source, transmuted and target cells in the model space, and the mean expression of the genes most
     up in the target vs the source (real cells) for each group. Returns the two Axes."""
     if key not in adata.uns or key not in adata.obsm:
@@ -177,7 +182,7 @@ def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted",
     ax.set_title(f"top {len(genes)} genes up in {info['target']} vs {info['source']}")
     ax.legend(fontsize=7, frameon=False)
     _finish(fig, save, show)
-    return axes
+    return fig if return_fig else axes
 
 
 def realism(

@@ -130,3 +130,19 @@ def test_realism_plot(halves, tmp_path):
     with pytest.raises(KeyError, match="nope"):
         sb.pl.realism(real, syn, groupby="nope")
     plt.close("all")
+
+
+def test_plots_return_the_figure_on_request(tmp_path):
+    import matplotlib.figure
+
+    import scbranch as sb
+
+    adata = sb.simulate.simulate_tree({"AB": {"A": None, "B": None}, "C": None}, n_cells=40, n_genes=30)
+    model = sb.tl.fit(adata, groupby="cell_type", width=32, n_blocks=1, max_steps=20, progress=False)
+    adata.uns["cell_type_colors"] = ["#111111", "#222222", "#333333"]
+    syn = sb.tl.generate(model, 10, progress=False)
+    for fig in (sb.pl.hierarchy(adata, return_fig=True), sb.pl.branch_points(adata, return_fig=True),
+                sb.pl.synthetic_vs_real(adata, syn, groupby="cell_type", return_fig=True)):
+        assert isinstance(fig, matplotlib.figure.Figure)
+    axes = sb.pl.synthetic_vs_real(adata, syn, groupby="cell_type")
+    assert len(axes) == 2 and axes[0].collections[0].get_facecolor()[0][0] == pytest.approx(0x11 / 255)
