@@ -135,3 +135,15 @@ def test_flat_baseline_has_one_branch_per_type(four_types):
     assert gen["nfe"] == 4 * 40 and gen["n_evals"] == 4 * 10 * 40
     with pytest.raises(ValueError, match="no hierarchy"):
         sb.tl.fit(four_types.copy(), groupby="cell_type", branched=False, hierarchy=TREE4, **FAST)
+
+
+def test_augment_keeps_real_annotations_and_embeddings(three_type_model):
+    model, old = three_type_model
+    rare = old[np.r_[0:120, 120:130, 240:360]].copy()
+    rare.obs["donor"] = "d1"
+    rare.obsm["X_umap"] = np.random.default_rng(0).normal(size=(rare.n_obs, 2))
+    out = sb.tl.augment(rare, model, min_cells=100, progress=False)
+    real = ~out.obs["scbranch_synthetic"].to_numpy()
+    assert (out.obs.loc[real, "donor"] == "d1").all() and out.obs.loc[~real, "donor"].isna().all()
+    np.testing.assert_array_equal(out.obsm["X_umap"][real], rare.obsm["X_umap"])
+    assert np.isnan(out.obsm["X_umap"][~real]).all()

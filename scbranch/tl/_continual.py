@@ -158,8 +158,11 @@ def augment(
 
     Returns
     -------
-    A new AnnData (genes: the model's): the real cells' log-normalized expression followed by the synthetic
-    cells, ``.obs[groupby]``, ``.obs[f"{key_added}_synthetic"]`` (bool) and ``.obsm[f"X_{key_added}"]``.
+    A new AnnData (genes: the model's; sparse ``.X``): the real cells' log-normalized expression followed by the
+    synthetic cells; ``.obs``: the real cells' columns (NaN for synthetic cells), ``[groupby]`` in the real
+    category order with its colours, ``[f"{key_added}_synthetic"]`` (bool); ``.obsm``: the real cells'
+    embeddings (NaN rows for synthetic cells) and ``[f"X_{key_added}"]`` (model space for all);
+    ``.uns[key_added]["augment"]``: ``min_cells`` and the table ``added`` (cell_type, n_added).
     """
     groupby = groupby or model.groupby
     labels, _ = _anndata.check_labels(adata, groupby, min_cells=1, drop_small=False, min_types=1)
@@ -170,17 +173,22 @@ def augment(
         raise ValueError(msg)
     need = {t: int(min_cells - counts.get(t, 0)) for t in model.types if counts.get(t, 0) < min_cells}
     x_real, z_real = model.get_lognorm(adata), model.get_latent(adata)
+    obs = adata.obs.copy()  # the real cells keep their annotations (synthetic cells get NaN there)
+    obs[groupby], obs[f"{key_added}_synthetic"] = labels.to_numpy(), False
     real = ad.AnnData(sparse.csr_matrix(x_real),  # sparse, as the synthetic cells are
-                      obs=pd.DataFrame({groupby: labels.to_numpy(), f"{key_added}_synthetic": False},
-                                       index=adata.obs_names),
-                      var=pd.DataFrame(index=model.var_names))
+                      obs=obs, var=pd.DataFrame(index=model.var_names))
+    embeddings = {k: np.asarray(v) for k, v in adata.obsm.items()
+                  if isinstance(v, np.ndarray) and v.ndim == 2 and k != f"X_{key_added}"}
+    real.obsm.update(embeddings)  # e.g. X_umap, X_pca: kept for the real cells, NaN rows for synthetic ones
     real.obsm[f"X_{key_added}"] = z_real
     parts = [real]
     if need:
         syn = generate(model, need, random_state=random_state, progress=progress, key_added=key_added)
         syn.obs[groupby] = syn.obs[groupby].astype(str)
+        for k, v in embeddings.items():
+            syn.obsm[k] = np.full((syn.n_obs, v.shape[1]), np.nan, dtype=np.float32)
         parts.append(syn)
-    out = ad.concat(parts, merge="first")
+    out = ad.concat(parts, join="outer", merge="first")
     col = adata.obs[groupby]
     real_order = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else []
     order = list(dict.fromkeys(real_order + model.type_order + list(labels.unique())))
