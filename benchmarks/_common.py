@@ -33,6 +33,15 @@ def split_per_type(adata: ad.AnnData, test_fraction: float = 0.3,
     return adata[~test].copy(), adata[test].copy()
 
 
+def simulated_counts(random_state: int = 0) -> ad.AnnData:
+    """Counts simulated from a known 8-type tree (400 … 20 cells a type, two rare), 300 genes, ``GROUPBY`` set."""
+    sizes = {f"t{i}": s for i, s in enumerate([400, 300, 250, 200, 150, 100, 30, 20])}
+    adata = sb.simulate.simulate_tree(sb.simulate.balanced_tree(8), n_cells=sizes, n_genes=300,
+                                      random_state=random_state)
+    adata.obs[GROUPBY] = adata.obs["cell_type"]
+    return adata
+
+
 class Evaluator:
     """Held-out real cells in a PCA space fitted on the real *training* cells; scores any gene-space cells."""
 

@@ -36,7 +36,7 @@ from scbranch._anndata import to_lognorm
 from scbranch.representation._scvi import _counts_adata
 
 from _baselines import scanvi_prior_sample
-from _common import GROUPBY, _dense, split_per_type, timer, write_json
+from _common import GROUPBY, _dense, simulated_counts, split_per_type, timer, write_json
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]  # vs held-out cells
 
@@ -146,14 +146,6 @@ def posterior_checks(test: ad.AnnData, y_te, draws: dict, m_scvi, n_draws: int) 
             r[f"{col}_mae"] = float(np.abs(a[ok] - b[ok]).mean())
         rows.append(r)
     return pd.DataFrame(rows).set_index("method")
-
-
-def simulated_counts(random_state: int = 0) -> ad.AnnData:
-    sizes = {f"t{i}": s for i, s in enumerate([400, 300, 250, 200, 150, 100, 30, 20])}
-    adata = sb.simulate.simulate_tree(sb.simulate.balanced_tree(8), n_cells=sizes, n_genes=300,
-                                      random_state=random_state)
-    adata.obs[GROUPBY] = adata.obs["cell_type"]
-    return adata
 
 
 def main():

@@ -24,7 +24,7 @@ import scbranch as sb
 from scbranch import metrics
 
 from _baselines import gaussian_per_type, scanvi_prior_sample
-from _common import GROUPBY, Evaluator, _dense, split_pbmc, timer, write_json
+from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, timer, write_json
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
 
@@ -81,7 +81,8 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
     for r in store["summary"]:
         genes = " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in GENE_COLS)
         print(f"| {r['method']} | {r['mmd']:.4f} | {r['auc_knn']:.3f} | {r['auc_linear']:.3f} | {r['rare_mmd']:.4f} | "
-              f"{r['rare_auc_knn']:.3f} | {r['tstr_acc']:.3f} | {r['trtr_acc']:.3f} | {r['gene_mean_r']:.3f} | {genes} |")
+              f"{r['rare_auc_knn']:.3f} | {r['tstr_acc']:.3f} | {r['trtr_acc']:.3f} | {r['gene_mean_r']:.3f} | "
+              f"{genes} |")
     per = {k: dict(zip(v["cell_type"], v["mmd"])) for k, v in store["per_type"].items()}
     b, f = per["scbranch (branched)"], per["flat diffusion"]
     wins = sum(b[t] <= f[t] for t in rare if t in b and t in f)
@@ -96,10 +97,7 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
 
 
 def simulated_split(random_state=0):
-    tree = sb.simulate.balanced_tree(8)
-    sizes = {f"t{i}": s for i, s in enumerate([400, 300, 250, 200, 150, 100, 30, 20])}
-    adata = sb.simulate.simulate_tree(tree, n_cells=sizes, n_genes=300, random_state=random_state)
-    adata.obs[GROUPBY] = adata.obs["cell_type"]
+    adata = simulated_counts(random_state)
     counts = adata.copy()
     adata.X = sb._anndata.to_lognorm(adata.X, "counts")
     rng = np.random.default_rng(random_state)

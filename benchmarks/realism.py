@@ -23,7 +23,6 @@ import logging
 import time
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
@@ -32,19 +31,11 @@ from scbranch import metrics
 from scbranch.representation import DecoderData
 
 from _baselines import mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_per_type, write_json
 
 GENE_KEYS = ["expressing_mae", "var_log2_ratio", "mean_r", "marker_overlap", "hvg_overlap", "corr_error",
              "knn_mixing"]
 RARE_CELLS = 50
-
-
-def simulated() -> ad.AnnData:
-    sizes = {f"t{i}": s for i, s in enumerate([400, 300, 250, 200, 150, 100, 30, 20])}
-    adata = sb.simulate.simulate_tree(sb.simulate.balanced_tree(8), n_cells=sizes, n_genes=300, random_state=0)
-    adata.obs[GROUPBY] = adata.obs["cell_type"]
-    adata.X = adata.X.astype(np.float32)
-    return adata
 
 
 def lognorm(a) -> np.ndarray:
@@ -150,7 +141,7 @@ def main():
     for name in ("scbranch", "lightning", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     data = {"pbmc": ("pbmc68k_reduced (log-normalized .raw, counts recovered)", sb.datasets.pbmc68k),
-            "sim": ("simulated counts, 8-type tree (300 genes)", simulated)}
+            "sim": ("simulated counts, 8-type tree (300 genes)", simulated_counts)}
     results = {}
     for key in args.data:
         label, load = data[key]

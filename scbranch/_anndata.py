@@ -81,15 +81,13 @@ def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
     return X
 
 
-def to_counts(X, kind: InputKind, where: str = "X"):
+def to_counts(X, kind: InputKind):
     """Integer counts: ``X`` itself, or recovered from log-normalized values (see ``representation._library``)."""
-    if kind == "counts":
-        return X
-    from .representation import recover_counts
+    from .representation import counts_info
 
-    info = recover_counts(X)
+    info = counts_info(X, kind)
     if info is None:
-        msg = f"{where} holds log-normalized values that are not a per-cell scaling of integer counts"
+        msg = "the expression holds log-normalized values that are not a per-cell scaling of integer counts"
         raise ValueError(msg)
     return info.counts
 
@@ -105,7 +103,8 @@ def default_groupby(adata: ad.AnnData) -> str:
             logg.info(f"    groupby not given: using adata.obs[{name!r}]")
             return name
     cats = [c for c in adata.obs.columns if not pd.api.types.is_numeric_dtype(adata.obs[c])]
-    msg = f"pass groupby=: adata.obs has none of the usual label columns {list(LABEL_COLUMNS)}; categorical columns: {cats}"
+    msg = (f"pass groupby=: adata.obs has none of the usual label columns {list(LABEL_COLUMNS)}; "
+           f"categorical columns: {cats}")
     raise KeyError(msg)
 
 

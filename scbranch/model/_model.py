@@ -163,8 +163,9 @@ class BranchedDiffusion:
     def decoder_data(self, adata: ad.AnnData, labels) -> DecoderData:
         """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, and counts if any."""
         X, kind = self._read(adata)
-        return DecoderData(self._as_input(X, kind), np.asarray(labels, dtype=str), counts_info(X, kind),
-                           self.get_batch(adata))
+        info = counts_info(X, kind)  # once: a counts representation reads these counts too
+        x = info.counts if self.representation.input == "counts" and info is not None else self._as_input(X, kind)
+        return DecoderData(x, np.asarray(labels, dtype=str), info, self.get_batch(adata))
 
     def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
         """Fit (or, for new types, extend) the representation's decoder on real cells (see :meth:`decoder_data`)."""
@@ -240,13 +241,13 @@ class BranchedDiffusion:
         gen = torch.Generator().manual_seed(int(random_state))
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
-        for group in groups:
-            with torch_threads():
+        with torch_threads():
+            for group in groups:
                 cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
                                         heads=heads, generator=gen, progress=progress)
-            out.update(cells)
-            stats = {k: stats[k] + st[k] for k in stats}
+                out.update(cells)
+                stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
                      nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
                      random_state=int(random_state))
@@ -264,8 +265,8 @@ class BranchedDiffusion:
                    path / "model.pt")
         self.representation.save_files(path)
         hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
-        meta = {"format": SAVE_FORMAT, "config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"), "history": hist,
-                "is_trained": self.is_trained, "representation": self.representation.kind,
+        meta = {"format": SAVE_FORMAT, "config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"),
+                "history": hist, "is_trained": self.is_trained, "representation": self.representation.kind,
                 "representation_meta": self.representation.meta()}
         (path / "config.json").write_text(json.dumps(meta, indent=1))
 

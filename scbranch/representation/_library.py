@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from .._anndata import to_lognorm
+
 N_KEEP = 2000  # (library size, scale) pairs kept per type: bounded state, faithful joint draws
 ROUND_TOL = 0.25  # float32 log1p storage leaves ≤ 0.12 on counts up to ~10^4 (pbmc68k); non-counts far more
 MAX_FAIL = 0.01  # a matrix whose cells fail the integer check more often than this holds no counts
@@ -36,6 +38,10 @@ class CountsInfo:
     counts: object  # cells × genes, integer-valued (dense or sparse)
     scale: np.ndarray | None  # per-cell s of "scale" mode; None: "target_sum" mode
     target_sum: float | None
+
+    def take(self, rows) -> CountsInfo:
+        """The same for a subset of the cells."""
+        return CountsInfo(self.counts[rows], None if self.scale is None else self.scale[rows], self.target_sum)
 
 
 def _dense64(X) -> np.ndarray:
@@ -138,12 +144,10 @@ class Libraries:
 
     def lognorm(self, counts: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
         """Synthetic counts → log-normalized expression, normalized as the input was."""
-        counts = np.asarray(counts, dtype=np.float32)
         if self.target_sum is not None:
-            tot = counts.sum(1, keepdims=True)
-            x = np.log1p(counts / np.maximum(tot, 1) * self.target_sum)
+            x = to_lognorm(counts, "counts", self.target_sum)
         else:
-            x = np.log1p(counts * scale[:, None])
+            x = np.log1p(np.asarray(counts, dtype=np.float32) * scale[:, None])
         return sparse.csr_matrix(x.astype(np.float32))
 
     # ---- state: tensors + JSON-able meta ------------------------------------------------------------------

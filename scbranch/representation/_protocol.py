@@ -46,6 +46,10 @@ class Representation(Protocol):
     @property
     def n_features(self) -> int: ...
 
+    @property
+    def makes_counts(self) -> bool:
+        """Whether :meth:`decode` makes counts (then cells added later must hold counts too)."""
+
     def fit(self, X, *, var_names, batch=None, random_state: int = 0) -> Representation: ...
 
     def transform(self, X, *, batch=None) -> np.ndarray: ...

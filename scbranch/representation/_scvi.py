@@ -3,8 +3,9 @@
 scVI (Lopez et al. 2018) is trained (or given) on the raw counts; its latent means, centred and divided by
 one common scale (as the PCA representation does, for the same reason: the VP prior N(0, I)), are the cells
 the diffusion model learns. A synthetic latent goes back through scVI's decoder: library size drawn from the
-library sizes of real cells of that type (with the input's normalization, see :mod:`._library`), batch from the type's observed batches (or one fixed batch with
-``transform_batch``), counts sampled from scVI's (ZI)NB likelihood.
+library sizes of real cells of that type (with the input's normalization, see :mod:`._library`), batch from
+the type's observed batches (or one fixed batch with ``transform_batch``), counts sampled from scVI's (ZI)NB
+likelihood.
 
 scVI itself is stored next to the model with ``SCVI.save`` (no AnnData saved); loading rebuilds it on an
 AnnData of one stub cell (all counts 1) per batch, which is all scvi-tools needs to check the registry.
@@ -129,10 +130,9 @@ class SCVIRepresentation:
     def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
         """Per type: library sizes (with the input's normalization) and the frequency of each batch."""
         labels = np.asarray(data.labels, dtype=str)
-        info = data.counts
-        self.libraries = self.libraries or Libraries(info.target_sum if info is not None else 1e4)
-        self.libraries.fit(data.x, labels, info.scale if info is not None else None,
-                           target_sum=info.target_sum if info is not None else None, random_state=random_state)
+        info = data.counts  # always there: scVI reads counts (raw or recovered), so they exist
+        self.libraries = self.libraries or Libraries(info.target_sum)
+        self.libraries.fit(info.counts, labels, info.scale, target_sum=info.target_sum, random_state=random_state)
         n_b = len(self.batches) if self.batches else 1
         for ty in pd.unique(labels):
             m = labels == ty

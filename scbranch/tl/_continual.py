@@ -55,7 +55,7 @@ def add_cell_type(
         msg = "the model is not trained"
         raise RuntimeError(msg)
     data = model.decoder_data(adata_new, labels.to_numpy())
-    if getattr(model.representation, "counts_decoder", None) is not None and data.counts is None:
+    if model.representation.makes_counts and data.counts is None:
         msg = ("this model decodes counts, but the new cells hold no counts (raw, or log-normalized values that are "
                "a per-cell scaling of integer counts); pass layer= / use_raw= to the counts")
         raise ValueError(msg)
@@ -189,14 +189,13 @@ def augment(
             syn.obsm[k] = np.full((syn.n_obs, v.shape[1]), np.nan, dtype=np.float32)
         parts.append(syn)
     out = ad.concat(parts, join="outer", merge="first")
-    col = adata.obs[groupby]
-    real_order = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else []
-    order = list(dict.fromkeys(real_order + model.type_order + list(labels.unique())))
-    out.obs[groupby] = pd.Categorical(out.obs[groupby], categories=[t for t in order if (out.obs[groupby] == t).any()])
-    colors = adata.uns.get(f"{groupby}_colors")
-    if colors is not None and len(colors) == len(real_order) and set(out.obs[groupby].cat.categories) <= set(real_order):
-        lookup = dict(zip(real_order, colors))
-        out.uns[f"{groupby}_colors"] = [lookup[t] for t in out.obs[groupby].cat.categories]
+    present = list(dict.fromkeys(out.obs[groupby]))
+    real = _anndata.type_order_and_colors(adata, groupby, present)  # the real categories' order and colours
+    order = [t for t in dict.fromkeys(real["type_order"] + model.type_order + present) if t in set(present)]
+    out.obs[groupby] = pd.Categorical(out.obs[groupby], categories=order)
+    colors = real.get("type_colors", {})
+    if all(t in colors for t in order):
+        out.uns[f"{groupby}_colors"] = [colors[t] for t in order]
     out.uns[key_added] = {"augment": {"min_cells": min_cells,  # a table: type names may hold "/" (h5ad keys)
                                       "added": pd.DataFrame({"cell_type": list(need), "n_added": list(need.values())})}}
     logg.info(f"augmented {len(need)} types with {sum(need.values())} synthetic cells")

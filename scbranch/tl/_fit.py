@@ -208,7 +208,8 @@ def fit(
     if max_steps is None:
         max_steps = max_epochs * int(np.ceil(n_train / batch_size)) if max_epochs else default_steps(n_train)
     config = {
-        "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types), "var_names": list(map(str, var_names)), "layer": layer,
+        "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types),
+        "var_names": list(map(str, var_names)), "layer": layer,
         "use_raw": use_raw, "input_kind": kind, "n_comps": rep.n_comps, "width": width, "n_blocks": n_blocks,
         "dropout": dropout, "beta_min": beta_min, "beta_max": beta_max, "random_state": random_state, "batch_key": batch_key,
         "softness": softness, "variances": z.var(0).astype(float).tolist(),

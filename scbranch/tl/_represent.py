@@ -44,7 +44,7 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         raise ValueError(msg)
     y = labels.to_numpy()
 
-    batch = None
+    batch = recovered = None
     if representation == "scvi":
         if batch_key is not None:
             batch = _anndata.check_obs_column(adata, batch_key, what="batch_key")
@@ -55,10 +55,12 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
                 msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
                 raise ValueError(msg)
             X, var_names = X[:, var_names.get_indexer(genes)], genes
-        if kind != "counts" and recover_counts(X[:200]) is None:  # cheap check first, the whole matrix below
-            msg = (f"representation='scvi' models counts, but {where} holds log-normalized values that are not a "
-                   "per-cell scaling of integer counts; pass layer= with raw counts")
-            raise ValueError(msg)
+        if kind != "counts":  # once: scVI reads these counts, the decoder their normalization
+            recovered = recover_counts(X)
+            if recovered is None:
+                msg = (f"representation='scvi' models counts, but {where} holds log-normalized values that are not "
+                       "a per-cell scaling of integer counts; pass layer= with raw counts")
+                raise ValueError(msg)
         rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
     else:
         rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
@@ -72,12 +74,13 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         x_rows = _chunks.read_rows(X, rows)
         x_dec = _anndata.to_lognorm(x_rows, kind)
     else:
-        x_in = _anndata.to_lognorm(X, kind) if rep.input == "lognorm" else _anndata.to_counts(X, kind, where)
+        x_in = (_anndata.to_lognorm(X, kind) if rep.input == "lognorm"
+                else X if recovered is None else recovered.counts)
         bt = batch[train_mask] if batch is not None else None
         rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)
         x_rows, x_dec = X[rows], x_in[rows]
-    info = counts_info(x_rows, kind)
+    info = recovered.take(rows) if recovered is not None else counts_info(x_rows, kind)
     logg.info(f"    {rep.n_features} {representation} components; decoding "
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
     dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None)
