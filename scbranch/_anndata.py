@@ -16,6 +16,7 @@ from scipy import sparse
 from . import _logging as logg
 
 InputKind = Literal["counts", "lognorm"]
+MAX_VALUE = 1e9  # a count of 1e9 in one gene of one cell is not data: caught here, not by an SVD 55 s later
 
 
 def get_matrix(adata: ad.AnnData, *, layer: str | None = None, use_raw: bool = False):
@@ -27,13 +28,20 @@ def get_matrix(adata: ad.AnnData, *, layer: str | None = None, use_raw: bool = F
         if adata.raw is None:
             msg = "use_raw=True but adata.raw is None"
             raise ValueError(msg)
-        return adata.raw.X, pd.Index(adata.raw.var_names)
-    if layer is not None:
+        X, var_names = adata.raw.X, pd.Index(adata.raw.var_names)
+    elif layer is not None:
         if layer not in adata.layers:
             msg = f"layer {layer!r} not in adata.layers; available: {list(adata.layers)}"
             raise KeyError(msg)
-        return adata.layers[layer], pd.Index(adata.var_names)
-    return adata.X, pd.Index(adata.var_names)
+        X, var_names = adata.layers[layer], pd.Index(adata.var_names)
+    else:
+        X, var_names = adata.X, pd.Index(adata.var_names)
+    if not var_names.is_unique:
+        dup = var_names[var_names.duplicated()].unique()
+        msg = (f"{len(dup)} gene names occur more than once, e.g. {list(dup[:5])}; genes are matched by name: "
+               "call adata.var_names_make_unique() first")
+        raise ValueError(msg)
+    return X, var_names
 
 
 def _values(X) -> np.ndarray:
@@ -52,6 +60,10 @@ def check_expression(X, *, expected: InputKind | Literal["auto"] = "auto", where
     if vals.size and not np.isfinite(vals).all():
         n_bad = int((~np.isfinite(vals)).sum())
         msg = f"{where} holds {n_bad} NaN/inf values; scbranch needs finite counts or log-normalized expression"
+        raise ValueError(msg)
+    if vals.size and vals.max() > MAX_VALUE:
+        msg = (f"{where} holds values up to {vals.max():.3g}: neither counts nor log-normalized expression "
+               f"(scbranch accepts values up to {MAX_VALUE:.0e})")
         raise ValueError(msg)
     if vals.size and vals.min() < 0:
         msg = (
@@ -120,6 +132,15 @@ def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small:
         msg = f"{int(col.isna().sum())} cells have no label in adata.obs[{groupby!r}]; subset them out first"
         raise ValueError(msg)
     labels = col.astype(str)
+    texts = pd.Series(pd.unique(col.astype(object).to_numpy())).astype(str)
+    if texts.duplicated().any():  # e.g. 1 and "1": two labels the model could only store as one
+        msg = (f"adata.obs[{groupby!r}] holds distinct values with the same text: "
+               f"{sorted(texts[texts.duplicated()].unique())[:5]}; make the labels strings first (e.g. .astype(str))")
+        raise ValueError(msg)
+    empty = sorted({v for v in labels.unique() if not v.strip()})
+    if empty:
+        msg = f"adata.obs[{groupby!r}] holds empty or blank labels {empty}; name every cell type"
+        raise ValueError(msg)
     counts = labels.value_counts()
     small = counts[counts < min_cells]
     if len(small) and not drop_small:
@@ -173,7 +194,32 @@ def type_order_and_colors(adata: ad.AnnData, groupby: str, types: list[str]) -> 
     return out
 
 
-MIN_STEPS = 20  # the one-cycle schedule warms up over 10 % of the steps and needs at least 2 of them
+MIN_STEPS = 20  # the LR warms up over min(200, 10 %) of the steps: at least 2 of them
+
+
+def check_seed(random_state, *, what: str = "random_state") -> int:
+    """A seed numpy and torch both accept (an integer in [0, 2**32)), as a plain int."""
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) \
+            or not 0 <= int(random_state) < 2**32:
+        msg = f"{what} must be an integer in [0, 2**32); got {random_state!r}"
+        raise ValueError(msg)
+    return int(random_state)
+
+
+def check_count(n, *, what: str, minimum: int = 1) -> int:
+    """A whole number >= ``minimum`` (steps, cells), as a plain int."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < minimum:
+        msg = f"{what} must be an integer >= {minimum}; got {n!r}"
+        raise ValueError(msg)
+    return int(n)
+
+
+def check_key(key_added, *, what: str = "key_added") -> str:
+    """A key that survives ``write_h5ad`` (h5ad splits keys at "/", and an empty key cannot be stored)."""
+    if not isinstance(key_added, str) or not key_added.strip() or "/" in key_added:
+        msg = f"{what} must be a non-empty string without '/' (h5ad reads '/' as nesting); got {key_added!r}"
+        raise ValueError(msg)
+    return key_added
 
 
 def check_steps(max_steps, *, what: str = "max_steps") -> None:

@@ -174,6 +174,7 @@ def sample_tree(
     generator: torch.Generator | None = None,
     progress: bool = True,
     x_init: torch.Tensor | None = None,
+    resample: Callable | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Generate cells of several types by walking their branches from t=1 down, sharing upstream steps.
 
@@ -183,6 +184,10 @@ def sample_tree(
     its most demanding type needs; at a branch point every child takes the first rows it needs. Cells of one
     type stay independent; cells of *different* types may share an upstream state, which is harmless for
     per-type distributions and is exactly what saves work. ``x_init`` replaces the prior draw at ``ts[0]``.
+
+    ``resample(x, t, child, parent, n, generator) -> row indices``, if given, picks the ``n`` rows a child branch
+    starts from out of its parent's rows at the branch point ``t`` (e.g. importance resampling by a noisy type
+    classifier, so that the child starts from its own marginal rather than the parent's mixture).
     """
     counter = CountingModel(model)
     grid = ts.numpy()
@@ -197,7 +202,7 @@ def sample_tree(
     pbar = tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False)
     out: dict[str, torch.Tensor] = {}
 
-    def walk(x: torch.Tensor, tys: list[str], depth: int):
+    def walk(x: torch.Tensor, tys: list[str], depth: int, parent: int | None):
         groups: dict[int, list[str]] = {}
         for ty in tys:
             if depth == len(paths[ty]):
@@ -205,17 +210,21 @@ def sample_tree(
             else:
                 groups.setdefault(paths[ty][depth], []).append(ty)
         for b, members in groups.items():
-            xb = x[: max(n_per_type[ty] for ty in members)]
             sub = steps_of(b)
+            n = max(n_per_type[ty] for ty in members)
+            if resample is not None and parent is not None:
+                xb = x[resample(x, float(sub[0]), b, parent, n, generator)]
+            else:
+                xb = x[:n]
             if len(sub) > 1:
                 xb = sampler(
                     counter, xb, sub, sde=sde, extra_args={"branch": (heads or {}).get(b, b)}, generator=generator,
                     callback=lambda _: pbar.update(1),
                 )
-            walk(xb, members, depth + 1)
+            walk(xb, members, depth + 1, b)
 
     if x_init is None:  # the prior at t=1; transmutation starts from noised cells at an earlier time instead
         x_init = torch.randn((max(n_per_type[ty] for ty in types), n_features), generator=generator)
-    walk(x_init, types, 0)
+    walk(x_init, types, 0, None)
     pbar.close()
     return out, {"nfe": counter.nfe, "n_evals": counter.n_evals}

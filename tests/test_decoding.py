@@ -146,8 +146,8 @@ def test_model_saved_in_an_older_format_is_a_clear_error(toy_model, tmp_path):
 
     model, _ = toy_model
     model.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / "config.json").read_text())
-    meta["format"] = 1
-    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["format"] = 1
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="format 1"):
         sb.BranchedDiffusion.load(tmp_path / "m")

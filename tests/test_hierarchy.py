@@ -117,3 +117,19 @@ def test_separation_time_orders_with_distance():
     same = rng.normal(size=(600, 5))
     t_same = SeparationTest(same, ["x"] * 300 + ["y"] * 300, VPSDE()).curve(["x"], ["y"])["time"]
     assert t_same < 0.15
+
+
+def test_tree_surgery_ancestors_lca_insert_leaf():
+    tree = Hierarchy.from_newick("((A:0.2,B:0.2)AB:0.5,C:0.7)root;")
+    assert tree.ancestors("A") == ["AB", "root"] and tree.ancestors("root") == []
+    assert tree.lca("A", "B") == "AB" and tree.lca("A", "C") == "root" and tree.lca("AB", "A") == "AB"
+    grown, cut, cut_from = tree.insert_leaf("D", "B", 0.1)
+    assert (cut, cut_from) == ("D + B", "B")
+    assert grown.ancestors("D") == ["D + B", "AB", "root"] and grown.node("D + B").time == 0.1
+    assert tree.leaves == ["A", "B", "C"]  # the original is untouched
+    above, cut, cut_from = tree.insert_leaf("E", "C", 0.9)  # above the root: a new root
+    assert above.root.name == cut and cut_from == "root" and above.root.time == 0.9
+    with pytest.raises(KeyError):
+        tree.ancestors("nope")
+    with pytest.raises(ValueError, match="already a node"):
+        tree.insert_leaf("A", "B", 0.1)

@@ -6,6 +6,7 @@ import pytest
 import scbranch as sb
 
 from .conftest import FAST, assert_adata_equal, dense
+from .test_faults import MARKER_NAME, write_payload
 
 SCVI = dict(FAST, max_steps=150, scvi_epochs=15)
 
@@ -63,13 +64,17 @@ def test_scvi_transform_batch_reproducibility_and_save_load(scvi_model, tmp_path
     with pytest.raises(ValueError, match="transform_batch"):
         sb.tl.generate(model, 10, transform_batch="nope", progress=False)
     model.save(tmp_path / "m")
+    # scVI is stored as tensors in model.pt: no pickled scVI checkpoint, and a planted one is never read
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "manifest.json", "model.pt"]
+    write_payload(tmp_path / "m" / "scvi" / "model.pt", tmp_path / MARKER_NAME)
     loaded = sb.BranchedDiffusion.load(tmp_path / "m", adata)
+    assert not (tmp_path / MARKER_NAME).exists()
     np.testing.assert_allclose(loaded.get_latent(adata), adata.obsm["X_scbranch"], atol=1e-5)
     c = sb.tl.generate(loaded, 10, transform_batch="b1", random_state=2, progress=False)
     np.testing.assert_array_equal(dense(a.layers["counts"]), dense(c.layers["counts"]))
 
 
-def test_scvi_accepts_a_trained_scvi_model(batched):
+def test_scvi_accepts_a_trained_scvi_model(batched, tmp_path):
     import scvi
 
     counts = batched.copy()
@@ -81,6 +86,10 @@ def test_scvi_accepts_a_trained_scvi_model(batched):
     model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", scvi_model=vae, batch_key="batch", **SCVI)
     assert model.representation.scvi is vae and model.representation.n_features == 5
     assert sb.tl.generate(model, 5, progress=False).layers["counts"].shape == (15, adata.n_vars)
+    model.save(tmp_path / "m")  # rebuilt from its options and tensors: the user's layer and batch order kept
+    loaded = sb.BranchedDiffusion.load(tmp_path / "m")
+    assert loaded.representation.setup_args["layer"] == "raw" and loaded.representation.batches == ["b1", "b2"]
+    np.testing.assert_allclose(loaded.get_latent(adata), adata.obsm["X_scbranch"], atol=1e-5)
 
 
 def test_scvi_bad_input_errors_leave_adata_untouched(batched, toy_model):

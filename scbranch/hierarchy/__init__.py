@@ -1,6 +1,6 @@
 """Cell-type hierarchies: the Hierarchy type, its readers/writers, and branch times from data."""
 
-from ._data import SeparationTest, calibrate_times, data_topology
+from ._data import SeparationTest, calibrate_times, data_topology, n_ref_for
 from ._tree import Hierarchy, Node
 
-__all__ = ["Hierarchy", "Node", "SeparationTest", "calibrate_times", "data_topology"]
+__all__ = ["Hierarchy", "Node", "SeparationTest", "calibrate_times", "data_topology", "n_ref_for"]

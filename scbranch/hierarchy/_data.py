@@ -35,7 +35,20 @@ from scipy.cluster.hierarchy import linkage, to_tree
 from scipy.spatial.distance import squareform
 
 from ..module import T_EPS, VPSDE
-from ._tree import Hierarchy, Node
+from ._tree import Hierarchy, Node, fresh_names
+
+
+N_REF = 200
+
+
+def n_ref_for(sharing: float) -> float:
+    """The separation test's reference sample size for a ``sharing`` level in [0, 1], log-linear from
+    ``N_REF`` cells per type (0: branch where a 200-cell test still sees two types apart) to 1 cell (1: branch
+    where single cells of the two types are still told apart, much later in the reverse process)."""
+    if not 0 <= sharing <= 1:
+        msg = f"sharing must be in [0, 1], got {sharing!r}"
+        raise ValueError(msg)
+    return float(N_REF ** (1 - sharing))
 
 
 class SeparationTest:
@@ -47,7 +60,7 @@ class SeparationTest:
         labels: Sequence[str],
         sde: VPSDE,
         *,
-        n_ref: int = 200,
+        n_ref: float = N_REF,
         level: float = 0.05,
         n_times: int = 200,
     ):
@@ -115,12 +128,12 @@ def pairwise_times(test: SeparationTest, types: Sequence[str]) -> np.ndarray:
 def data_topology(test: SeparationTest, types: Sequence[str], *, method: str = "average") -> Hierarchy:
     """Agglomerative tree on the pairwise times of indistinguishability (later merge = more distinct)."""
     link = linkage(squareform(pairwise_times(test, types), checks=False), method=method)
-    counter = iter(range(len(types)))
+    names = fresh_names(set(types))
 
     def convert(cl) -> Node:
         if cl.is_leaf():
             return Node(types[cl.id])
-        return Node(f"n{next(counter)}", [convert(cl.left), convert(cl.right)])
+        return Node(next(names), [convert(cl.left), convert(cl.right)])
 
     return Hierarchy(convert(to_tree(link)))
 

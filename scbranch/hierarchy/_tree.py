@@ -40,6 +40,15 @@ class Node:
         return [n.name for n in self.traverse() if n.is_leaf]
 
 
+def fresh_names(taken: set[str], prefix: str = "n") -> Iterator[str]:
+    """``n0, n1, …`` for unnamed internal nodes, skipping names already ``taken`` (a cell type may be "n1")."""
+    i = 0
+    while True:
+        if f"{prefix}{i}" not in taken:
+            yield f"{prefix}{i}"
+        i += 1
+
+
 class Hierarchy:
     """A cell-type tree. Build it with :meth:`from_newick`, :meth:`from_dict` or from data (:func:`from_data`)."""
 
@@ -53,6 +62,10 @@ class Hierarchy:
         for node in root.traverse():
             if node.is_leaf:
                 node.time = 0.0
+            if node.children and node.time == 0 and any(c.is_leaf for c in node.children):
+                msg = (f"node {node.name!r} has branch time 0: its types {node.leaves()} would be generated as one "
+                       "(zero-length branches); give it a positive time or merge the types")
+                raise ValueError(msg)
             for child in node.children:
                 if node.time is not None and child.time is not None and child.time > node.time + 1e-9:
                     msg = f"branch times must not increase from root to leaf: {child.name!r} ({child.time:.3g}) > its parent {node.name!r} ({node.time:.3g})"
@@ -85,6 +98,53 @@ class Hierarchy:
     def __repr__(self) -> str:
         return f"Hierarchy({len(self.leaves)} types, {len(self.internal_nodes)} internal nodes): {self.to_newick()}"
 
+    # ---- tree surgery ------------------------------------------------------------------------------------------
+    def ancestors(self, name: str) -> list[str]:
+        """Names of the nodes above ``name``, nearest first (a ``KeyError`` if there is no such node)."""
+        self.node(name)
+        path: list[str] = []
+
+        def walk(node, trail):
+            if node.name == name:
+                path.extend(reversed(trail))
+                return True
+            return any(walk(c, [*trail, node.name]) for c in node.children)
+
+        walk(self.root, [])
+        return path
+
+    def lca(self, *names: str) -> str:
+        """The lowest common ancestor of ``names`` (a name itself when the others lie below it)."""
+        lines = [[n, *self.ancestors(n)] for n in names]
+        common = set(lines[0]).intersection(*lines[1:])
+        return next(n for n in lines[0] if n in common)
+
+    def insert_leaf(self, new: str, anchor: str, time: float) -> tuple[Hierarchy, str, str]:
+        """A copy with leaf ``new`` cut into ``anchor``'s path at ``time``: a new node there, holding the subtree
+        below the cut and the new leaf. Returns (new tree, name of the new node, name of the node whose branch
+        was cut). Needs branch times."""
+        if new in {n.name for n in self.root.traverse()}:
+            msg = f"{new!r} is already a node of the hierarchy"
+            raise ValueError(msg)
+        if anchor not in self.leaves or not self.has_times:
+            msg = f"insert_leaf needs a timed hierarchy and a leaf anchor; got anchor {anchor!r}"
+            raise ValueError(msg)
+        tree = self.copy()
+        names = {n.name for n in tree.root.traverse()}
+        name = f"{new} + {anchor}"
+        while name in names:
+            name += "'"
+        parent, node = None, tree.root  # down from the root to the node whose branch holds `time`
+        while node.time > time:
+            parent = node
+            node = next(c for c in node.children if anchor in c.leaves())
+        cut = Node(name, [node, Node(new, time=0.0)], time=max(time, node.time))
+        if parent is None:
+            tree.root = cut
+        else:
+            parent.children[parent.children.index(node)] = cut
+        return Hierarchy(tree.root), name, node.name
+
     # ---- readers ----------------------------------------------------------------------------------------------
     @classmethod
     def from_newick(cls, newick: str | os.PathLike) -> Hierarchy:
@@ -99,17 +159,27 @@ class Hierarchy:
         except Exception as err:  # ete3 raises its own NewickError; re-raise with the input for context
             msg = f"could not parse Newick {text[:80]!r}: {err}"
             raise ValueError(msg) from err
-        has_lengths = ":" in re.sub(r"\"[^\"]*\"|'[^']*'", "", text)  # a colon outside quoted names
-        counter = iter(range(10**9))
+        n_lengths = re.sub(r"\"[^\"]*\"|'[^']*'", "", text).count(":")  # colons outside quoted names
+        n_branches = sum(1 for t in tree.traverse() if not t.is_root())
+        if 0 < n_lengths < n_branches:  # ete3 would give the others length 1: a tree the user never wrote
+            msg = (f"the Newick gives branch lengths for {n_lengths} of its {n_branches} branches; give all of them "
+                   "(branch times) or none (times calibrated from the data)")
+            raise ValueError(msg)
+        names = fresh_names({t.name for t in tree.traverse() if t.name})
 
         def convert(t) -> Node:
-            name = t.name or (f"n{next(counter)}" if t.children else "")
+            name = t.name or (next(names) if t.children else "")
             if not name:
                 msg = "every leaf of a Newick hierarchy needs a name (the cell type)"
                 raise ValueError(msg)
             node = Node(name, [convert(c) for c in t.children])
-            if has_lengths and t.children:
-                node.time = float(t.get_distance(t.get_leaves()[0]))
+            if n_lengths and t.children:
+                depths = [t.get_distance(leaf) for leaf in t.get_leaves()]
+                if max(depths) - min(depths) > 1e-6 * max(1.0, max(depths)):
+                    msg = (f"the Newick's branch lengths are not ultrametric: below {name!r} leaves lie at distances "
+                           f"{min(depths):.4g} to {max(depths):.4g}; branch times need every leaf at time 0")
+                    raise ValueError(msg)
+                node.time = float(depths[0])
             return node
 
         return cls(convert(tree))

@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..hierarchy import Hierarchy, Node, SeparationTest
+from .. import _logging as logg
+from ..hierarchy import SeparationTest, n_ref_for
+from ._types import drop_type_classifier
 
 
 def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_reference: int = 200,
@@ -32,50 +34,13 @@ def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_refer
                           random_state=random_state, progress=progress)
     z = np.concatenate([*ref.values(), z_new])
     labels = np.concatenate([np.repeat(list(ref), [len(v) for v in ref.values()]), labels_new])
-    test = SeparationTest(z, labels, model.module.sde)
+    test = SeparationTest(z, labels, model.module.sde, n_ref=n_ref_for(model.config.get("sharing", 0.0)))
     out = []
     for new in dict.fromkeys(labels_new):
         times = {old: test.curve([new], [old])["time"] for old in model.types}
         anchor = min(times, key=lambda k: (times[k], k))
         out.append((str(new), anchor, float(min(times[anchor], 0.999))))
     return out
-
-
-def insert_leaf(tree: Hierarchy, new: str, anchor: str, time: float) -> tuple[Hierarchy, str, str]:
-    """Cut a node at ``time`` into ``anchor``'s path, with the new leaf beside the subtree below the cut.
-
-    Returns (new tree, name of the new node, name of the node whose branch was cut).
-    """
-    tree = tree.copy()
-    names = {n.name for n in tree.root.traverse()}
-    name = f"{new} + {anchor}"
-    while name in names:
-        name += "'"
-    # walk down from the root to the node whose branch [node.time, parent.time) holds `time`
-    parent, node = None, tree.root
-    while node.time > time:
-        parent = node
-        node = next(c for c in node.children if anchor in c.leaves())
-    cut = Node(name, [node, Node(new, time=0.0)], time=max(time, node.time))
-    if parent is None:
-        tree.root = cut
-    else:
-        parent.children[parent.children.index(node)] = cut
-    return Hierarchy(tree.root), name, node.name
-
-
-def ancestors_of(tree: Hierarchy, name: str) -> list[str]:
-    """Names of the nodes above ``name`` (nearest first)."""
-    path: list[str] = []
-
-    def walk(node, trail):
-        if node.name == name:
-            path.extend(reversed(trail))
-            return True
-        return any(walk(c, [*trail, node.name]) for c in node.children)
-
-    walk(tree.root, [])
-    return path
 
 
 def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: float | None, sampler, n_steps: int,
@@ -119,7 +84,7 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     net, heads = model.module.net, dict(model.config["heads"])
     tree, trainable = model.hierarchy, []
     for new, anchor, time in placements:
-        tree, cut_name, cut_from = insert_leaf(tree, new, anchor, time)
+        tree, cut_name, cut_from = tree.insert_leaf(new, anchor, time)
         leaf_head = heads[anchor]  # the new leaf starts from its nearest relative's head
         if mode == "heads":
             heads[cut_name] = heads[cut_from]  # the new node's branch keeps the frozen upstream head
@@ -127,8 +92,11 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
             trainable.append(heads[new])
         else:
             heads[cut_name], heads[new] = net.add_branches([heads[cut_from], leaf_head])
-            trainable += [heads[cut_name], heads[new]] + [heads[a] for a in ancestors_of(tree, cut_name)]
+            trainable += [heads[cut_name], heads[new]] + [heads[a] for a in tree.ancestors(cut_name)]
     trainable = sorted(set(trainable))
+    if model.classifier is not None:  # it knows only the old types, and their data is gone
+        logg.info("    dropping the type classifier: it cannot learn the new types without the old cells")
+        drop_type_classifier(model)
     model.hierarchy = tree
     model.config["types"] = old_types + [p[0] for p in placements]
     model.config["heads"] = heads
@@ -143,8 +111,10 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     params = net.branch_parameters(trainable)
     with torch.random.fork_rng():
         torch.manual_seed(int(random_state))
+        # a short, fixed fine-tuning budget: annealed over its length (one-cycle), not stopped by the rule
         hist = train_module(model.module, z_train.astype(np.float32), codes, max_steps=max_steps, params=params,
-                            random_state=random_state, progress=progress, balance=0.0 if replay is None else 0.5)
+                            random_state=random_state, progress=progress, balance=0.0 if replay is None else 0.5,
+                            schedule="onecycle", stop_tol=0.0)
     model.history.setdefault("continual", []).append(
         {"mode": mode, "types": [p[0] for p in placements], "n_steps": hist["n_steps"],
          "best_val_loss": hist["best_val_loss"], "trained_heads": trainable})

@@ -6,10 +6,11 @@ hierarchy and the type order — and training, sampling, save and load.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
+from contextlib import contextmanager
 
 import anndata as ad
 import numpy as np
@@ -23,22 +24,22 @@ from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ._io import load_dir, plain, save_dir
 from ._training import train_module
+from ._types import load_type_classifier, make_resampler
 
 # 50 network evaluations per trajectory for every sampler (benchmarks/schedules.py): at this budget the
 # stochastic samplers (Euler–Maruyama, PC) matched 1,000-step Euler–Maruyama on MMD on both datasets, the
 # deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
 _DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
 DEFAULT_SAMPLER = "euler_maruyama"
-# 2: decoders live in the representation (count decoder, libraries, residual decoder); 1 had the residual on the model
-SAVE_FORMAT = 2
 
 
 class BranchedDiffusion:
     """A hierarchically branched diffusion model of cells (build it with :func:`scbranch.tl.fit`)."""
 
     def __init__(self, config: dict, representation, hierarchy: Hierarchy):
-        self.config = config
+        self.config = plain(config)  # plain JSON values by construction: a numpy scalar option cannot break save
         self.representation = representation
         self.hierarchy = hierarchy
         self._set_branches()
@@ -47,6 +48,7 @@ class BranchedDiffusion:
             self.module = make_module(self._module_config())
         self.history: dict = {}
         self.is_trained = False
+        self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
 
     @property
     def types(self) -> list[str]:
@@ -69,8 +71,10 @@ class BranchedDiffusion:
         self.branches = df
 
     def branches_table(self) -> pd.DataFrame:
-        """The branch table as written to ``.uns`` (cell types "|"-joined so it stores in .h5ad)."""
-        return self.branches.assign(cell_types=self.branches.cell_types.map("|".join))
+        """The branch table as written to ``.uns``: cell types as a JSON list per branch (stores in .h5ad, and
+        unlike a joined string stays unambiguous whatever the names hold)."""
+        return self.branches.assign(cell_types=self.branches.cell_types.map(lambda v: json.dumps(list(v),
+                                                                                               ensure_ascii=False)))
 
     def type_paths(self) -> list[list[tuple[int, float]]]:
         """Per type (model order): [(head, t_start)] from leaf to root, for the module's branch lookup."""
@@ -207,9 +211,13 @@ class BranchedDiffusion:
             if unknown:
                 msg = f"unknown cell types {unknown}; the model knows {self.types}"
                 raise KeyError(msg)
-            req = {str(k): int(v) for k, v in n_cells.items()}
+            req = {str(k): v for k, v in n_cells.items()}
         else:
-            req = dict.fromkeys(self.types, int(n_cells))
+            req = dict.fromkeys(self.types, n_cells)
+        if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in req.values()):
+            msg = f"n_cells must be whole numbers of cells (an int, or {{type: int}}); got {n_cells!r}"
+            raise TypeError(msg)
+        req = {k: int(v) for k, v in req.items()}
         if any(v < 0 for v in req.values()) or sum(req.values()) == 0:
             msg = f"n_cells must be non-negative and ask for at least one cell; got {n_cells}"
             raise ValueError(msg)
@@ -223,19 +231,26 @@ class BranchedDiffusion:
         n_steps: int | None = None,
         spacing: str = "uniform",
         shared: bool = True,
+        resample: bool = False,
         random_state: int = 0,
         progress: bool = True,
     ) -> tuple[dict[str, np.ndarray], dict]:
         """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
 
-        ``shared=False`` walks each type's path alone (the cost baseline for the tree walk).
+        ``shared=False`` walks each type's path alone (the cost baseline for the tree walk). ``resample``: at each
+        branch point, a child draws its rows from the parent's by the type classifier's posterior ratio.
         """
         if not self.is_trained:
             msg = "the model is not trained; call scbranch.tl.fit first"
             raise RuntimeError(msg)
         sample_fn = get_sampler(sampler)
         req = self._n_per_type(n_cells)
-        n_steps = n_steps or _DEFAULT_STEPS[sampler]
+        n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
+        _anndata.check_count(n_steps, what="n_steps")
+        if resample and self.classifier is None:
+            msg = "resample=True needs the model's type classifier (fit(type_classifier=True); dropped when a type is added)"
+            raise ValueError(msg)
+        resampler = make_resampler(self) if resample else None
         paths, bounds, heads = self.walk_layout()
         ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)
         gen = torch.Generator().manual_seed(int(random_state))
@@ -245,45 +260,55 @@ class BranchedDiffusion:
             for group in groups:
                 cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
-                                        heads=heads, generator=gen, progress=progress)
+                                        heads=heads, generator=gen, progress=progress, resample=resampler)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
                      nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
+                     resample=bool(resample),
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
+    @contextmanager
+    def transaction(self):
+        """A working copy of the model; its changes are committed to this model only if the block completes.
+
+        Any exception (KeyboardInterrupt included) leaves this model exactly as it was: methods that change a
+        trained model (:func:`~scbranch.tl.add_cell_type`) run inside one.
+        """
+        work = copy.deepcopy(self)
+        yield work
+        self.__dict__.update(work.__dict__)
+
     # ---- save / load ----------------------------------------------------------------------------------------
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write ``model.pt`` (tensors only) and ``config.json`` to ``dir_path``."""
-        path = Path(dir_path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            msg = f"{path} exists and is not empty; pass overwrite=True"
-            raise FileExistsError(msg)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save({"module": self.module.state_dict(), "representation": self.representation.state_dict()},
-                   path / "model.pt")
-        self.representation.save_files(path)
-        hist = {k: v if k == "continual" else np.asarray(v).tolist() for k, v in self.history.items()}
-        meta = {"format": SAVE_FORMAT, "config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"),
-                "history": hist, "is_trained": self.is_trained, "representation": self.representation.kind,
-                "representation_meta": self.representation.meta()}
-        (path / "config.json").write_text(json.dumps(meta, indent=1))
+        """Write the model directory (``model.pt``: tensors only; ``config.json``; ``manifest.json`` with their
+        sha256) atomically: a failed save leaves the previous model at ``dir_path``, or nothing."""
+        tensors = {"module": self.module.state_dict(), "representation": self.representation.state_dict()}
+        if self.classifier is not None:
+            tensors["classifier"] = self.classifier.state_dict()
+        meta = plain({"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"),
+                      "history": self.history, "is_trained": self.is_trained,
+                      "representation": self.representation.kind, "representation_meta": self.representation.meta()})
+        save_dir(dir_path, tensors, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, dir_path: str | os.PathLike, adata: ad.AnnData | None = None) -> BranchedDiffusion:
-        """Load a saved model; with ``adata``, check that it holds the model's genes."""
-        path = Path(dir_path)
-        meta = json.loads((path / "config.json").read_text())
-        if meta.get("format", 1) != SAVE_FORMAT:
-            msg = (f"{path} holds a model saved in format {meta.get('format', 1)}; this scbranch reads format "
-                   f"{SAVE_FORMAT} (decoders changed with the count decoder): fit the model again")
-            raise ValueError(msg)
-        state = torch.load(path / "model.pt", weights_only=True)  # tensors only: no arbitrary unpickling
-        rep = REPRESENTATIONS[meta["representation"]].from_state_dict(
-            state["representation"], meta=meta.get("representation_meta", {}), path=path)
-        model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
-        model.module.load_state_dict(state["module"])
+        """Load a saved model (checked against its manifest; nothing in it is unpickled); with ``adata``, check
+        that it holds the model's genes."""
+        state, meta = load_dir(dir_path)
+        try:
+            rep = REPRESENTATIONS[meta["representation"]].from_state_dict(state["representation"],
+                                                                           meta=meta.get("representation_meta", {}))
+            model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
+            if sorted(model.types) != sorted(model.hierarchy.leaves):
+                msg = f"the types {model.types} are not the hierarchy's leaves {model.hierarchy.leaves}"
+                raise ValueError(msg)
+            model.module.load_state_dict(state["module"])
+            load_type_classifier(model, state.get("classifier"))
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"
+            raise ValueError(msg) from err
         model.module.eval()
         model.history = {k: np.asarray(v) if isinstance(v, list) and k != "continual" else v
                          for k, v in meta["history"].items()}

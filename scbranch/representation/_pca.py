@@ -129,11 +129,8 @@ class PCARepresentation:
     def meta(self) -> dict:
         return {name: part.meta() for name, part in self._decoders()}
 
-    def save_files(self, path) -> None:
-        """Nothing beyond :meth:`state_dict` (the scVI representation also saves scVI itself)."""
-
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta=None, path=None) -> PCARepresentation:
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta=None) -> PCARepresentation:
         rep = cls(int(state["components"].shape[0]))
         rep.mean_ = state["mean"].numpy()
         rep.components_ = state["components"].numpy()

@@ -8,7 +8,6 @@ A representation maps cells to model space (``fit``, ``transform``) and model-sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -64,7 +63,5 @@ class Representation(Protocol):
 
     def meta(self) -> dict: ...
 
-    def save_files(self, path: Path) -> None: ...
-
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta: dict, path: Path) -> Representation: ...
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta: dict) -> Representation: ...

@@ -7,16 +7,17 @@ library sizes of real cells of that type (with the input's normalization, see :m
 the type's observed batches (or one fixed batch with ``transform_batch``), counts sampled from scVI's (ZI)NB
 likelihood.
 
-scVI itself is stored next to the model with ``SCVI.save`` (no AnnData saved); loading rebuilds it on an
-AnnData of one stub cell (all counts 1) per batch, which is all scvi-tools needs to check the registry.
+scVI itself is saved as its module's tensors (in the model's ``model.pt``) plus its constructor options and
+setup (layer, batch key, batch order) as JSON, and rebuilt on load by ``SCVI(stub_adata, **options)`` and
+``load_state_dict``, on an AnnData of one stub cell per batch. Not with ``SCVI.save``/``SCVI.load``: scvi-tools
+unpickles its ``model.pt`` with ``weights_only=False``, so a shared model directory could run code on load.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from contextlib import contextmanager
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -42,14 +43,15 @@ def _seeded(seed: int):
             np.random.set_state(npy)
 
 
-def _counts_adata(X, var_names, batch, setup: dict | None = None) -> ad.AnnData:
+def _counts_adata(X, var_names, batch, setup: dict | None = None, batches: list[str] | None = None) -> ad.AnnData:
     """An AnnData scvi-tools accepts for a model set up with ``setup`` (its setup_args): counts in its layer,
-    batches in its batch column. Only a layer and a batch key are supported (no other covariates)."""
+    batches in its batch column (categories ``batches``, in that order, when given). Only a layer and a batch key
+    are supported (no other covariates)."""
     setup = setup or {}
     X = sparse.csr_matrix(X, dtype=np.float32)
     obs = pd.DataFrame(index=[str(i) for i in range(X.shape[0])])
     if batch is not None:
-        obs[setup.get("batch_key") or "batch"] = pd.Categorical(np.asarray(batch, dtype=str))
+        obs[setup.get("batch_key") or "batch"] = pd.Categorical(np.asarray(batch, dtype=str), categories=batches)
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(var_names, dtype=str)))
     if setup.get("layer"):
         adata.layers[setup["layer"]] = X
@@ -73,6 +75,15 @@ class SCVIRepresentation:
         self.libraries: Libraries | None = None
 
     makes_counts = True
+
+    def __deepcopy__(self, memo):
+        """A copy that shares the scVI model: scbranch never changes scVI after fit, and scVI holds its AnnData."""
+        new = copy.copy(self)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k != "scvi":
+                setattr(new, k, copy.deepcopy(v, memo))
+        return new
 
     @property
     def n_features(self) -> int:
@@ -185,18 +196,28 @@ class SCVIRepresentation:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_),
                 "batch_freq": torch.from_numpy(self.batch_freq),
-                **{f"libraries/{k}": v for k, v in self.libraries.state_dict().items()}}
+                **{f"libraries/{k}": v for k, v in self.libraries.state_dict().items()},
+                **{f"scvi/{k}": v.detach().cpu() for k, v in self.scvi.module.state_dict().items()}}
 
     def meta(self) -> dict:
         return {"batches": self.batches, "var_names": self.var_names, "type_names": self.type_names,
-                "libraries": self.libraries.meta(),
-                "n_comps": self.n_comps, "setup_args": {k: self.setup_args.get(k) for k in ("layer", "batch_key")}}
+                "libraries": self.libraries.meta(), "n_comps": self.n_comps,
+                "setup_args": {k: self.setup_args.get(k) for k in ("layer", "batch_key")},
+                "scvi_options": self.scvi_options()}
 
-    def save_files(self, path: Path) -> None:
-        self.scvi.save(str(path / "scvi"), overwrite=True, save_anndata=False)
+    def scvi_options(self) -> dict:
+        """scVI's constructor options (``SCVI(adata, **options)``), which must be plain JSON values."""
+        params = getattr(self.scvi, "init_params_", {}) or {}
+        options = {**params.get("non_kwargs", {}), **params.get("kwargs", {}).get("kwargs", {})}
+        bad = {k: type(v).__name__ for k, v in options.items()
+               if not (v is None or isinstance(v, bool | int | float | str))}
+        if bad:
+            msg = f"cannot save the scVI model: constructor options that are not plain values: {bad}"
+            raise TypeError(msg)
+        return options
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta: dict, path: Path) -> SCVIRepresentation:
+    def from_state_dict(cls, state: dict[str, torch.Tensor], *, meta: dict) -> SCVIRepresentation:
         import scvi
 
         rep = cls(meta["n_comps"])
@@ -206,6 +227,11 @@ class SCVIRepresentation:
                                               if k.startswith("libraries/")}, meta["libraries"])
         rep.batches, rep.var_names, rep.type_names = meta["batches"], meta["var_names"], list(meta["type_names"])
         n = len(rep.batches) if rep.batches else 1
-        stub = _counts_adata(np.ones((n, len(rep.var_names))), rep.var_names, rep.batches, meta["setup_args"])
-        rep.scvi = scvi.model.SCVI.load(str(path / "scvi"), adata=stub, accelerator="cpu")
+        setup = meta["setup_args"]
+        stub = _counts_adata(np.ones((n, len(rep.var_names))), rep.var_names, rep.batches, setup, rep.batches)
+        scvi.model.SCVI.setup_anndata(stub, layer=setup.get("layer"), batch_key=setup.get("batch_key"))
+        rep.scvi = scvi.model.SCVI(stub, **meta["scvi_options"])
+        rep.scvi.module.load_state_dict({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("scvi/")})
+        rep.scvi.module.eval()
+        rep.scvi.is_trained_ = True
         return rep

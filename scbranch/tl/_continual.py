@@ -37,6 +37,9 @@ def add_cell_type(
     ``mode="replay"`` (also fine-tunes the upstream branches it joins, replaying old types from the frozen
     model so they are not forgotten). Several types at once are fine.
 
+    The change is a transaction: validation first, then placement, training and the decoder on a working copy,
+    committed to ``model`` only when all of it succeeded; any error (or Ctrl-C) leaves ``model`` as it was.
+
     Returns
     -------
     The updated model (modified in place), and writes to ``adata_new``: ``.obsm[f"X_{key_added}"]`` (model
@@ -45,6 +48,8 @@ def add_cell_type(
     """
     start = logg.info(f"adding cell types to the model ({mode})")
     _anndata.check_steps(max_steps)
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
     groupby = groupby or model.groupby
     labels, types = _anndata.check_labels(adata_new, groupby, min_cells=min_cells, drop_small=False, min_types=1)
     dup = sorted(set(types) & set(model.types))
@@ -61,9 +66,10 @@ def add_cell_type(
         raise ValueError(msg)
     z_new = model.representation.transform(data.x, batch=data.batch)
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
-    report = add_cell_types(model, z_new, labels.to_numpy(), mode=mode, max_steps=steps, random_state=random_state,
-                            progress=progress)
-    model.fit_decoder(data, random_state=random_state)
+    with model.transaction() as work:
+        report = add_cell_types(work, z_new, labels.to_numpy(), mode=mode, max_steps=steps,
+                                random_state=random_state, progress=progress)
+        work.fit_decoder(data, random_state=random_state)
     adata_new.obsm[f"X_{key_added}"] = z_new
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
@@ -105,6 +111,9 @@ def transmute(
     transmuted cells (``.obs[groupby] = target``, ``.obs["transmuted_from"] = source``).
     """
     groupby = model.groupby
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
+    n_steps = _anndata.check_count(n_steps, what="n_steps")
     if groupby not in adata.obs:
         msg = f"adata.obs has no {groupby!r} column (the model's groupby)"
         raise KeyError(msg)
@@ -165,6 +174,9 @@ def augment(
     ``.uns[key_added]["augment"]``: ``min_cells`` and the table ``added`` (cell_type, n_added).
     """
     groupby = groupby or model.groupby
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
+    min_cells = _anndata.check_count(min_cells, what="min_cells")
     labels, _ = _anndata.check_labels(adata, groupby, min_cells=1, drop_small=False, min_types=1)
     counts = labels.value_counts()
     unknown = sorted(set(counts.index[counts < min_cells]) - set(model.types))

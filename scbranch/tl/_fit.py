@@ -13,9 +13,12 @@ from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
-from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology
+from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology, n_ref_for
+from ..hierarchy._data import N_REF
 from ..hierarchy import _ontology as ontology
+from .._threads import torch_threads
 from ..model import BranchedDiffusion
+from ..model._types import fit_type_classifier
 from ..module import make_sde
 from ..representation import REPRESENTATIONS
 from ._represent import represent
@@ -24,6 +27,8 @@ __all__ = ["fit", "generate"]
 
 
 ONTOLOGY_CHOICES = ("cl", "ontology", "ontology+data")
+TRAIN_OPTIONS = ("stop_tol", "stop_window", "min_steps", "check_every", "ema_decay", "weight_decay", "balance",
+                 "val_fraction", "schedule")
 
 
 def _read_hierarchy(hierarchy) -> Hierarchy | None:
@@ -42,11 +47,13 @@ def _read_hierarchy(hierarchy) -> Hierarchy | None:
 
 
 def default_steps(n_cells: int) -> int:
-    """Optimizer steps by data size: ~6 passes' worth of steps per cell, within [3000, 12000].
+    """The most optimizer steps a default fit may take: 4 per cell, within [4,000, 20,000].
 
-    Measured on PBMC (see DESIGN): 4k steps under-train a 5k-cell set, 12k reach the real-vs-real floor.
+    A cap, not the budget: training stops earlier by the validation-loss rule
+    (:class:`scbranch.model._training.StopRule`), which in ``benchmarks/fit_time.py`` stopped pbmc68k (700 cells)
+    and 10k simulated cells well below this cap at held-out quality within seed noise of longer training.
     """
-    return int(np.clip(6 * n_cells, 3000, 12000))
+    return int(np.clip(4 * n_cells, 4000, 20000))
 
 
 def fit(
@@ -66,13 +73,15 @@ def fit(
     max_epochs: int | None = None,
     max_steps: int | None = None,
     batch_size: int = 256,
-    width: int = 256,
+    width: int = 128,
     n_blocks: int = 3,
-    dropout: float = 0.1,
+    dropout: float = 0.0,
     lr: float = 2e-3,
     beta_min: float = 0.1,
     beta_max: float = 20.0,
     softness: float | None = None,
+    sharing: float = 0.0,
+    type_classifier: bool = True,
     batch_key: str | None = None,
     scvi_model=None,
     scvi_epochs: int | None = None,
@@ -82,6 +91,7 @@ def fit(
     strategy: str = "auto",
     checkpoint_dir: str | None = None,
     trainer_kwargs: Mapping | None = None,
+    train_kwargs: Mapping | None = None,
     random_state: int = 0,
     progress: bool = True,
     key_added: str = "scbranch",
@@ -125,9 +135,21 @@ def fit(
         Off by default: in ``benchmarks/schedules.py`` it did not beat standard diffusion (pbmc68k: MMD
         0.062 / kNN AUC 0.642 at softness 4 vs 0.064 / 0.606 standard; worse at 1 and 0.25; simulated tree:
         standard best, 0.050 vs 0.052–0.059).
+    sharing
+        How much of the reverse trajectory types share, in [0, 1]: branch points are placed where a two-sample
+        test on ``200 ** (1 - sharing)`` cells per type stops telling the noised types apart (0: 200 cells, the
+        earliest split in the reverse process; 1: single cells, the latest split and most shared steps).
+        Measured in ``benchmarks/sharing.py``.
+    type_classifier
+        Also train a small noise-conditioned type classifier p(type | x_t, t) (a few seconds): it scores cells
+        (:func:`~scbranch.tl.score_types`) and lets :func:`generate` resample rows at branch points.
     branched
         ``False`` fits the flat baseline in the same code: one branch per type over the whole time range
         (a label-conditional diffusion model), for comparisons.
+    train_kwargs
+        Further training options (:func:`scbranch.model._training.train_module`): ``stop_tol``, ``stop_window``,
+        ``min_steps`` (the stopping rule; ``stop_tol=0`` trains all ``max_steps``), ``check_every``,
+        ``ema_decay``, ``weight_decay``, ``balance``, ``val_fraction``, ``schedule``.
     accelerator, devices, strategy, checkpoint_dir, trainer_kwargs
         Passed to ``lightning.Trainer`` (e.g. ``accelerator="gpu", devices=4, strategy="ddp",
         trainer_kwargs={"num_nodes": 2}``); checkpoints of the last and best validation step go to
@@ -144,7 +166,7 @@ def fit(
     ``.uns[key_added]["hierarchy"]``
         Newick string, branch times as branch lengths.
     ``.uns[key_added]["branches"]``
-        Table: branch, node, t_start, t_end, cell_types ("|"-joined), head (the network head it uses).
+        Table: branch, node, t_start, t_end, cell_types (a JSON list), head (the network head it uses).
     ``.uns[key_added]["branch_points"]``
         Table per internal node: time, raw_time, monotone_adjusted, conflict (text where the tree's topology
         disagrees with the data), children, last_pair, n_types; plus
@@ -161,6 +183,8 @@ def fit(
             ontology_key = f"{groupby}_ontology_term_id"  # CELLxGENE's schema: labels and their CL IDs
     start = logg.info(f"fitting branched diffusion on {adata.n_obs} cells, groupby={groupby!r}")
     # ---- validate everything before touching anything ----
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
     if representation not in REPRESENTATIONS:
         msg = f"unknown representation {representation!r}; choose from {list(REPRESENTATIONS)}"
         raise ValueError(msg)
@@ -168,6 +192,11 @@ def fit(
         msg = "branched=False fits the flat baseline, which has no hierarchy; drop hierarchy= or branched=False"
         raise ValueError(msg)
     _anndata.check_steps(max_steps)
+    unknown = sorted(set(train_kwargs or {}) - set(TRAIN_OPTIONS))
+    if unknown:
+        msg = f"unknown train_kwargs {unknown}; choose from {list(TRAIN_OPTIONS)}"
+        raise TypeError(msg)
+    n_ref = n_ref_for(sharing)
     if softness is not None and not (np.isfinite(softness) and softness > 0):
         msg = f"softness must be a positive finite number or None (standard diffusion), got {softness!r}"
         raise ValueError(msg)
@@ -186,6 +215,11 @@ def fit(
                    f"leaves: {tree.leaves}")
             raise ValueError(msg)
         tree = tree.prune(types)
+        timed = [n.name for n in tree.internal_nodes if n.time is not None]
+        if timed and not tree.has_times:  # recalibrating would silently drop the times that were given
+            msg = (f"the hierarchy gives branch times for {timed} but not for every internal node; give all of them "
+                   "or none (then they are calibrated from the data)")
+            raise ValueError(msg)
     train_mask = labels.isin(types).to_numpy()
     r = represent(adata, labels, train_mask, representation=representation, layer=layer, use_raw=use_raw,
                   input_kind=input_kind, n_comps=n_comps, batch_key=batch_key, scvi_model=scvi_model,
@@ -199,8 +233,13 @@ def fit(
     if not branched:  # the flat baseline: every type on its own branch over all of [0, 1]
         tree = Hierarchy(Node("root", [Node(t) for t in types], time=1.0))
     elif tree is None or not tree.has_times:
-        test = SeparationTest(z, y, make_sde(beta_min, beta_max, softness=softness, variances=z.var(0)))
-        tree, branch_points, curves = calibrate_times(tree or data_topology(test, types), test)
+        sde = make_sde(beta_min, beta_max, softness=softness, variances=z.var(0))
+        test = SeparationTest(z, y, sde, n_ref=n_ref)
+        if tree is None:  # topology from the most discriminating test: at high sharing many pairs tie at the
+            # floor time and the linkage would join them arbitrarily (benchmarks/hierarchy.py: RF 37 of 60 at
+            # 32 types, sharing 1); branch times then come from the test at the chosen sharing
+            tree = data_topology(test if n_ref == N_REF else SeparationTest(z, y, sde), types)
+        tree, branch_points, curves = calibrate_times(tree, test)
     logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
 
     # ---- model ----
@@ -212,15 +251,19 @@ def fit(
         "var_names": list(map(str, var_names)), "layer": layer,
         "use_raw": use_raw, "input_kind": kind, "n_comps": rep.n_comps, "width": width, "n_blocks": n_blocks,
         "dropout": dropout, "beta_min": beta_min, "beta_max": beta_max, "random_state": random_state, "batch_key": batch_key,
-        "softness": softness, "variances": z.var(0).astype(float).tolist(),
+        "softness": softness, "sharing": float(sharing), "variances": z.var(0).astype(float).tolist(),
     }
     model = BranchedDiffusion(config, rep, tree)
     t0 = logg.info(f"    training {len(model.branches)} branches for up to {max_steps} steps")
     hist = model.train(z, y, max_steps=max_steps, batch_size=batch_size, lr=lr, random_state=random_state,
                        progress=progress, accelerator=accelerator, devices=devices, strategy=strategy,
-                       checkpoint_dir=checkpoint_dir, trainer_kwargs=trainer_kwargs)
+                       checkpoint_dir=checkpoint_dir, trainer_kwargs=trainer_kwargs, **dict(train_kwargs or {}))
     model.fit_decoder(r.decoder, random_state=random_state)
-    logg.info(f"    trained {hist['n_steps']} steps, best validation loss {hist['best_val_loss']:.4f}", time=t0)
+    if type_classifier:
+        with torch_threads():
+            fit_type_classifier(model, z, y, random_state=random_state)
+    logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
+              f"{hist['best_val_loss']:.4f}", time=t0)
 
     # ---- write (only now, all validation has passed) ----
     uns = {
@@ -235,7 +278,7 @@ def fit(
             "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "branched": branched,
             "versions": {p: importlib.metadata.version(p) for p in ("scbranch", "torch", "anndata", "scvi-tools")},
         }),
-        "training": {k: np.asarray(v) for k, v in hist.items()},
+        "training": {k: v if isinstance(v, str) else np.asarray(v) for k, v in hist.items()},
     }
     if branch_points is not None:
         uns["branch_points"] = branch_points
@@ -258,6 +301,7 @@ def generate(
     n_steps: int | None = None,
     spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
+    resample: bool = False,
     transform_batch: str | None = None,
     obs_prefix: str | None = None,
     random_state: int = 0,
@@ -281,6 +325,10 @@ def generate(
     shared
         Share upstream steps between types (the tree walk). ``False`` samples each type alone (same
         distribution, more network evaluations).
+    resample
+        At each branch point, each child draws the rows it continues from its parent's rows by the type
+        classifier's posterior ratio p(child | x_t) / π(child), so it starts from its own marginal rather than the
+        parent's mixture (needs ``fit(type_classifier=True)``). Measured in ``benchmarks/sharing.py``.
     obs_prefix
         Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls
         with different seeds give distinct names).
@@ -300,11 +348,13 @@ def generate(
     (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
     """
     start = logg.info(f"generating cells with {sampler}")
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
     if transform_batch is not None and not model.config.get("batch_key"):
         msg = "transform_batch= needs a model fitted with representation='scvi' and a batch_key"
         raise ValueError(msg)
     cells, stats = model.sample(n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
-                                random_state=random_state, progress=progress)
+                                resample=resample, random_state=random_state, progress=progress)
     z = np.concatenate(list(cells.values())).astype(np.float32)
     labels = np.concatenate([[ty] * len(v) for ty, v in cells.items()])
     order = [t for t in model.type_order if t in cells]

@@ -1,0 +1,101 @@
+"""The model's noisy type classifier: training it, resampling rows at branch points, per-cell type scores.
+
+See :mod:`scbranch.module._classifier` for the network and why it is separate from the score network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..module import T_EPS
+from ..module._classifier import NoisyTypeClassifier, mixture_weights, train_classifier
+
+CLASSIFIER_STEPS = 1500
+
+
+def fit_type_classifier(model, z: np.ndarray, labels: np.ndarray, *, steps: int = CLASSIFIER_STEPS,
+                        balance: float = 0.5, random_state: int = 0) -> list[float]:
+    """Train ``model.classifier`` on model-space cells; store the training mixture weights the score net saw
+    (a type with n cells is drawn ∝ n^(1 - balance), see ``train_module``) as ``config["type_weights"]``."""
+    codes = pd.Categorical(labels, categories=model.types).codes
+    counts = np.bincount(codes, minlength=len(model.types)).astype(float)
+    weights = counts ** (1 - balance)
+    model.config["type_weights"] = (weights / weights.sum()).tolist()
+    with torch.random.fork_rng():
+        torch.manual_seed(int(random_state))
+        net = NoisyTypeClassifier(z.shape[1], len(model.types))
+        gen = torch.Generator().manual_seed(int(random_state) + 1)
+        losses = train_classifier(net, model.module.sde, torch.as_tensor(z, dtype=torch.float32),
+                                  torch.as_tensor(codes, dtype=torch.long), steps=steps, generator=gen)
+    model.classifier = net
+    model.config["classifier"] = {"n_types": len(model.types), "steps": steps}
+    return losses
+
+
+def load_type_classifier(model, state: dict | None) -> None:
+    spec = model.config.get("classifier")
+    if not spec or state is None:
+        model.classifier = None
+        return
+    net = NoisyTypeClassifier(model.representation.n_features, int(spec["n_types"]))
+    net.load_state_dict(state)
+    model.classifier = net.eval()
+
+
+def drop_type_classifier(model) -> None:
+    """A classifier that does not know every type is worse than none (after a type was added without its data)."""
+    model.classifier = None
+    model.config.pop("classifier", None)
+    model.config.pop("type_weights", None)
+
+
+def branch_types(model) -> dict[int, list[int]]:
+    """Type codes below each branch (the mixture that branch's score models)."""
+    index = {t: i for i, t in enumerate(model.types)}
+    return {int(b): [index[t] for t in tys] for b, tys in zip(model.branches["branch"], model.branches["cell_types"])}
+
+
+def make_resampler(model):
+    """``resample(x, t, child, parent, n, generator)`` for :func:`~scbranch.sampling.sample_tree`: ``n`` rows
+    of the parent's ``x`` drawn with replacement ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio)."""
+    below = branch_types(model)
+    log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
+
+    def resample(x, t, child, parent, n, generator):
+        w = mixture_weights(model.classifier, x, t, below[child], below[parent], log_prior)
+        if not torch.isfinite(w).all() or w.sum() <= 0:
+            return torch.arange(n) % len(x)
+        return torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
+
+    return resample
+
+
+@torch.no_grad()
+def type_scores(model, z: np.ndarray, *, n_times: int = 50, n_noise: int = 8, threshold: float = 0.9,
+                random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: type probabilities at t = T_EPS under the training mixture (n, n_types); probability of its
+    most likely type at each of ``n_times`` diffusion times (averaged over ``n_noise`` noise draws); and the
+    largest time at which that probability is ≥ ``threshold`` (where, walking the reverse process down, the
+    cell's type becomes certain; NaN if it never does)."""
+    net = model.classifier
+    log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
+    x = torch.as_tensor(z, dtype=torch.float32)
+    probs = torch.softmax(net(x, torch.tensor(T_EPS)) + log_prior, 1)
+    top = probs.argmax(1)
+    times = torch.linspace(T_EPS, 1.0, n_times)
+    gen = torch.Generator().manual_seed(int(random_state))
+    curve = torch.zeros(len(x), n_times)
+    for j, t in enumerate(times):
+        alpha, sigma = model.module.sde.alpha_sigma(t)
+        for _ in range(n_noise):
+            xt = alpha * x + sigma * torch.randn(x.shape, generator=gen)
+            p = torch.softmax(net(xt, t) + log_prior, 1)
+            curve[:, j] += p[torch.arange(len(x)), top] / n_noise
+    certain = curve.numpy() >= threshold
+    # the largest t such that every t' ≤ t is certain: the first uncertain time from the bottom, minus one step
+    first_bad = np.where(certain.all(1), n_times, np.argmin(certain, axis=1))
+    t_np = times.numpy()
+    certain_time = np.where(first_bad > 0, t_np[np.maximum(first_bad - 1, 0)], np.nan)
+    return probs.numpy(), curve.numpy(), certain_time

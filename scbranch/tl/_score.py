@@ -1,0 +1,96 @@
+"""``score_types``: each cell's type probabilities and the diffusion time at which its type becomes certain."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .. import _anndata
+from .. import _logging as logg
+from .._threads import torch_threads
+from ..model import BranchedDiffusion
+from ..model._types import type_scores
+from ..module import T_EPS
+
+
+def score_types(
+    model: BranchedDiffusion,
+    adata: ad.AnnData,
+    *,
+    threshold: float = 0.9,
+    n_times: int = 50,
+    random_state: int = 0,
+    key_added: str = "scbranch_types",
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Score every cell of ``adata`` with the model's noisy type classifier (label transfer plus a per-cell
+    branch-point diagnostic).
+
+    Parameters
+    ----------
+    model
+        A model fitted with ``type_classifier=True`` (the default).
+    adata
+        Cells with the model's genes, read as at fit time (any labels are ignored: new data works).
+    threshold
+        A cell's type is *certain* at diffusion time t when its most likely type keeps probability ≥ ``threshold``
+        from t = 0 up to t (averaged over 8 noise draws per time).
+    n_times
+        Diffusion times on [T_EPS, 1] at which the probability curve is evaluated.
+    random_state
+        Seed of the noise draws.
+    key_added
+        Prefix of the keys written.
+    copy
+        Return a modified copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None`` (or the copy), and writes:
+
+    ``.obs[key_added]``
+        The most likely type (categorical, the model's type order).
+    ``.obs[f"{key_added}_probability"]``
+        Its probability.
+    ``.obs[f"{key_added}_certain_time"]``
+        The largest diffusion time up to which the type stays certain (NaN: never certain). Late times mean the
+        cell's type is recognisable under heavy noise (far from other types); early ones, near a branch point.
+    ``.obsm[f"{key_added}_probabilities"]``
+        Probability of each type (columns in ``.uns[key_added]["types"]`` order).
+    ``.uns[key_added]``
+        ``types``, ``threshold``, ``times`` and the mean probability curve per predicted type (``curves``, a
+        table: type × time).
+    """
+    _anndata.check_key(key_added)
+    random_state = _anndata.check_seed(random_state)
+    n_times = _anndata.check_count(n_times, what="n_times", minimum=2)
+    if not 0 < threshold < 1:
+        msg = f"threshold must be in (0, 1), got {threshold!r}"
+        raise ValueError(msg)
+    if model.classifier is None:
+        msg = ("the model has no type classifier: fit with type_classifier=True (the default); adding a cell type "
+               "drops it")
+        raise ValueError(msg)
+    start = logg.info(f"scoring {adata.n_obs} cells by type")
+    z = model.get_latent(adata)
+    with torch_threads():
+        probs, curve, certain = type_scores(model, z, n_times=n_times, threshold=threshold,
+                                            random_state=random_state)
+    types = list(model.types)
+    top = probs.argmax(1)
+    order = [t for t in model.type_order if t in types]
+    out = adata.copy() if copy else adata
+    out.obs[key_added] = pd.Categorical(np.asarray(types)[top], categories=order)
+    out.obs[f"{key_added}_probability"] = probs[np.arange(len(top)), top].astype(np.float32)
+    out.obs[f"{key_added}_certain_time"] = certain.astype(np.float32)
+    out.obsm[f"{key_added}_probabilities"] = probs.astype(np.float32)
+    times = np.linspace(T_EPS, 1.0, n_times)
+    curves = pd.DataFrame({ty: curve[top == k].mean(0) if (top == k).any() else np.full(n_times, np.nan)
+                           for k, ty in enumerate(types)}, index=[f"{t:.4f}" for t in times]).T
+    out.uns[key_added] = {"types": np.asarray(types, dtype=str), "threshold": float(threshold), "times": times,
+                          "curves": curves.reset_index(names="cell_type")}
+    logg.info("    finished", time=start,
+              deep=f"added .obs[{key_added!r}], [{key_added}_probability], [{key_added}_certain_time], "
+                   f".obsm[{key_added}_probabilities], .uns[{key_added!r}]")
+    return out if copy else None
