@@ -73,6 +73,20 @@ def timer(store: dict, key: str):
     store[key] = time.perf_counter() - t0
 
 
+def print_mean_sd(df: pd.DataFrame, by: str, cols: list[str], label: str) -> None:
+    """A markdown table of each column's mean ± sd over seeds, one row per value of ``by`` (in order seen)."""
+    cols = [c for c in cols if c in df]
+    g = df.groupby(by, sort=False)[cols]
+    mean, sd = g.mean(), g.std()
+    print(f"\n### {label}: mean ± sd over seeds {sorted(int(s) for s in df.seed.unique())}\n")
+    print(f"| {by} | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for name in mean.index:
+        cells = ["–" if pd.isna(mean.loc[name, c]) else (f"{mean.loc[name, c]:.3g} ± {sd.loc[name, c]:.2g}"
+                 if not pd.isna(sd.loc[name, c]) else f"{mean.loc[name, c]:.3g}") for c in cols]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def write_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, default=float))

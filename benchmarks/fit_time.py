@@ -9,8 +9,8 @@ validation check and scored every ``--eval-every`` steps; then each (tol, window
 run's validation curve, and the table gives where it would have stopped and the quality there vs at the cap.
 
 ``--part sweep``: each configuration (width, blocks, batch, LR, schedule) fitted with the default stopping rule:
-steps run, ms per step, fit seconds, quality. The last row of the default list is the previous default (width
-256, dropout 0.1, one-cycle LR over 6 steps per cell in [3,000, 12,000], no stopping rule).
+steps run, ms per step, fit seconds, quality. ``--previous`` adds the previous default (width 256, dropout 0.1,
+one-cycle LR over 6 steps per cell in [3,000, 12,000], no stopping rule; slow: ~3 min a pbmc68k fit).
 
     .venv/bin/python benchmarks/fit_time.py --part stop [--data pbmc sim] [--seeds 0 1 2]
     .venv/bin/python benchmarks/fit_time.py --part sweep [--data pbmc] [--configs '[{"width": 64}]']
@@ -34,7 +34,7 @@ import scbranch as sb
 from scbranch import metrics
 from scbranch.model._training import StopRule
 
-from _common import GROUPBY, Evaluator, _dense, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
 
 PREVIOUS_DEFAULT = {"width": 256, "n_blocks": 3, "dropout": 0.1, "train_kwargs": {"schedule": "onecycle", "stop_tol": 0},
                     "old_budget": True}
@@ -43,11 +43,7 @@ CONFIGS = [
     {"width": 64, "n_blocks": 3},
     {"width": 256, "n_blocks": 3},
     {"width": 128, "n_blocks": 2},
-    {"width": 256, "n_blocks": 2},
-    {"width": 512, "n_blocks": 2},
-    {"width": 128, "n_blocks": 4},
     {"width": 128, "n_blocks": 3, "batch_size": 512, "lr": 2.8e-3},
-    PREVIOUS_DEFAULT,
 ]
 RULES = [(0.002, 1000), (0.005, 500), (0.005, 1000), (0.01, 500), (0.01, 1000), (0.02, 1000)]
 
@@ -115,12 +111,18 @@ def fit(train, seed: int, config: dict, callbacks=()):
                    "ms_step": 1000 * h["seconds"] / max(int(h["n_steps"]), 1), "stop_reason": h["stop_reason"]}
 
 
-def part_stop(adata, seeds, args) -> pd.DataFrame:
-    rows = []
+def splits(adata, seeds, by: str, rows: list):
+    """Per seed: the split's training cells and scorer, after appending its real-vs-real floor row."""
     for seed in seeds:
         train, test = split_per_type(adata, random_state=seed)
         score = Scorer(train, test)
-        rows.append({"seed": seed, "rule": "floor (real train vs test)", **score.floor()})
+        rows.append({"seed": seed, by: "floor (real train vs test)", **score.floor()})
+        yield seed, train, score
+
+
+def part_stop(adata, seeds, args) -> pd.DataFrame:
+    rows = []
+    for seed, train, score in splits(adata, seeds, "rule", rows):
         snaps = Snapshots()
         model, info = fit(train, seed, {**args.config, "max_steps": args.cap,
                                         "train_kwargs": {"stop_tol": 0.0}}, callbacks=[snaps])
@@ -149,10 +151,7 @@ def part_stop(adata, seeds, args) -> pd.DataFrame:
 
 def part_sweep(adata, seeds, configs) -> pd.DataFrame:
     rows = []
-    for seed in seeds:
-        train, test = split_per_type(adata, random_state=seed)
-        score = Scorer(train, test)
-        rows.append({"seed": seed, "config": "floor (real train vs test)", **score.floor()})
+    for seed, train, score in splits(adata, seeds, "config", rows):
         for config in configs:
             name = "previous default" if config is PREVIOUS_DEFAULT else json.dumps(config)
             model, info = fit(train, seed, config)
@@ -162,17 +161,7 @@ def part_sweep(adata, seeds, configs) -> pd.DataFrame:
 
 
 def print_table(df: pd.DataFrame, by: str, label: str) -> None:
-    cols = [c for c in ("stop_step", "steps", "ms_step", "fit_s", "mmd", "auc_knn", "tstr") if c in df]
-    g = df.groupby(by, sort=False)[cols]
-    mean, sd = g.mean(), g.std()
-    print(f"\n### {label}: mean ± sd over seeds {sorted(df.seed.unique())}\n")
-    print(f"| {by} | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for name in mean.index:
-        cells = ["–" if pd.isna(mean.loc[name, c]) else
-                 (f"{mean.loc[name, c]:.3g} ± {sd.loc[name, c]:.2g}" if not pd.isna(sd.loc[name, c])
-                  else f"{mean.loc[name, c]:.3g}") for c in cols]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print_mean_sd(df, by, ["stop_step", "steps", "ms_step", "fit_s", "mmd", "auc_knn", "tstr"], label)
 
 
 def main():
@@ -184,6 +173,7 @@ def main():
     parser.add_argument("--config", type=json.loads, default={}, help="--part stop: the fit options")
     parser.add_argument("--cap", type=int, default=None, help="--part stop: steps (default 6000 pbmc, 10000 sim)")
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--previous", action="store_true", help="--part sweep: also the previous default")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fit_time.json")
     args = parser.parse_args()
     for name in ("scbranch", "lightning", "lightning.pytorch"):
@@ -200,6 +190,7 @@ def main():
             print_table(df, "rule", f"{label}: stopping rules replayed on one long run per seed")
         else:
             configs = args.configs if args.configs is not None else CONFIGS
+            configs = configs + [PREVIOUS_DEFAULT] * args.previous
             df = part_sweep(adata, args.seeds, configs)
             print_table(df, "config", f"{label}: network and batch sweep, default stopping rule")
         results[key] = df.to_dict("list")

@@ -50,15 +50,13 @@ def build(n_types: int) -> tuple[BranchedDiffusion, np.ndarray, np.ndarray]:
 
 
 def all_heads_forward(net, x, t, branch):
-    """The previous mixed-branch path: every head for every row, then each row's own picked."""
-    emb = torch.stack(list(net.branch_emb))[branch]
-    cond = torch.nn.functional.silu(net.time_emb(t) + emb)
+    """The first mixed-branch path: every head for every row, then each row's own picked."""
+    emb, weight, bias = net._all()
+    cond = torch.nn.functional.silu(net.time_emb(t) + emb[branch])
     h = net.inp(x)
     for block in net.blocks:
         h = block(h, cond)
-    weight = torch.stack([hd.weight for hd in net.heads])
-    bias = torch.stack([hd.bias for hd in net.heads])
-    out = torch.einsum("nw,bdw->nbd", h, weight) + bias
+    out = torch.einsum("nw,bwd->nbd", h, weight) + bias
     return out[torch.arange(x.shape[0]), branch]
 
 

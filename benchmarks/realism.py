@@ -31,7 +31,7 @@ from scbranch import metrics
 from scbranch.representation import DecoderData
 
 from _baselines import mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, print_mean_sd, simulated_counts, split_per_type, write_json
 
 GENE_KEYS = ["expressing_mae", "var_log2_ratio", "mean_r", "marker_overlap", "hvg_overlap", "corr_error",
              "knn_mixing"]
@@ -116,17 +116,7 @@ def _tag(rows: list[dict], seed: int) -> list[dict]:
 def print_table(df: pd.DataFrame, label: str) -> None:
     cols = ["mmd", "auc_knn", *GENE_KEYS, "frac_nonzero", "rare_expressing_mae", "rare_var_log2_ratio",
             "rare_knn_mixing", "fit_s"]
-    cols = [c for c in cols if c in df]
-    g = df.groupby("method", sort=False)[cols]
-    mean, sd = g.mean(), g.std()
-    print(f"\n### {label}: mean ± sd over seeds {sorted(df.seed.unique())}\n")
-    print("| method | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for name in mean.index:
-        cells = ["–" if pd.isna(mean.loc[name, c]) else
-                 (f"{mean.loc[name, c]:.3g} ± {sd.loc[name, c]:.2g}" if len(df.seed.unique()) > 1
-                  else f"{mean.loc[name, c]:.3g}") for c in cols]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print_mean_sd(df, "method", cols, label)
 
 
 def main():

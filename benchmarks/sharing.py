@@ -1,12 +1,14 @@
 """How much to share: branch time, sampling cost and held-out quality over the ``sharing`` knob, vs flat.
 
 For each data set and seed (70/30 split per type): one flat model (``branched=False``) and one branched model
-per ``sharing`` level, with otherwise default settings. Each generates the training count of cells per type for
-quality (per-type MMD and kNN two-sample AUC in a 30-PC space of the real training cells, TSTR accuracy; the
-same on the rare types, < 50 training cells, alone) and ``--n-cost`` cells of every type for cost: cell-rows
-evaluated by the network (``n_evals``) and wall time relative to flat, same sampler and steps (Euler–Maruyama,
-50). Data: pbmc68k_reduced (10 types, data tree), pbmc68k with ``hierarchy="cl"`` (Cell Ontology topology), and
-counts simulated from balanced trees of 8 / 16 / 32 types (``--cells-per-type``, two types per tree rare).
+per ``sharing`` level, with otherwise default settings; each branched model also generates with
+``resample=True`` (rows resampled at branch points by the noisy type classifier). Each generates the training
+count of cells per type for quality (per-type MMD and kNN two-sample AUC in a 30-PC space of the real training
+cells, TSTR accuracy; the same on the rare types, < 50 training cells, alone) and ``--n-cost`` cells of every
+type for cost: cell-rows evaluated by the network (``n_evals``) and wall time relative to flat, same sampler
+and steps (Euler–Maruyama, 50). Data: pbmc68k_reduced (10 types, data tree), pbmc68k with ``hierarchy="cl"``
+(Cell Ontology topology), and counts simulated from balanced trees of 8 / 16 / 32 types
+(``--cells-per-type``, two types per tree rare).
 
     .venv/bin/python benchmarks/sharing.py [--data pbmc sim16] [--sharing 0 0.5 1] [--seeds 0 1 2]
 
@@ -26,7 +28,7 @@ import pandas as pd
 import scbranch as sb
 from scbranch import metrics
 
-from _common import GROUPBY, Evaluator, _dense, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
 
 RARE = 50
 
@@ -59,15 +61,15 @@ def quality(ev: Evaluator, syn, rare) -> dict:
     tab = metrics.per_type_quality(ev.z_test, ev.y_test, z, y)
     out = {"mmd": tab["mmd"].mean(), "auc_knn": tab["auc_knn"].mean(),
            "tstr": metrics.train_synthetic_test_real(z, y, ev.z_test, ev.y_test)["tstr"]}
-    r = tab[tab.cell_type.isin(rare)]
+    r = tab[tab.index.isin(rare)]
     out.update(rare_mmd=r["mmd"].mean() if len(r) else np.nan, rare_auc=r["auc_knn"].mean() if len(r) else np.nan)
     return out
 
 
-def cost(model, n: int) -> dict:
+def cost(model, n: int, resample: bool = False) -> dict:
     sb.tl.generate(model, 2, n_steps=4, progress=False)  # warm-up
     t0 = time.perf_counter()
-    st = sb.tl.generate(model, n, progress=False).uns["scbranch"]["generate"]
+    st = sb.tl.generate(model, n, progress=False, resample=resample).uns["scbranch"]["generate"]
     return {"n_evals": st["n_evals"], "gen_s": time.perf_counter() - t0}
 
 
@@ -85,12 +87,13 @@ def run(name, adata, extra, seed, args) -> list[dict]:
         t0 = time.perf_counter()
         model = sb.tl.fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **kw)
         fit_s = time.perf_counter() - t0
-        syn = sb.tl.generate(model, sizes.to_dict(), random_state=seed, progress=False)
         internal = [n.time for n in model.hierarchy.internal_nodes]
-        rows.append({"data": name, "seed": seed, "setting": label, "fit_s": fit_s,
-                     "mean_branch_time": float(np.mean(internal)) if s is not None else 1.0,
-                     **quality(ev, syn, rare), **cost(model, args.n_cost)})
-        logging.getLogger("sharing").warning(f"{name} seed {seed} {label}: {rows[-1]}")
+        for resample in (False, True) if s is not None and args.resample else (False,):
+            syn = sb.tl.generate(model, sizes.to_dict(), random_state=seed, progress=False, resample=resample)
+            rows.append({"data": name, "seed": seed, "setting": label + (" + resample" if resample else ""),
+                         "fit_s": fit_s, "mean_branch_time": float(np.mean(internal)) if s is not None else 1.0,
+                         **quality(ev, syn, rare), **cost(model, args.n_cost, resample)})
+            logging.getLogger("sharing").warning(f"{name} seed {seed} {rows[-1]['setting']}: {rows[-1]}")
     flat = rows[0]
     for r in rows:
         r["evals_vs_flat"] = r["n_evals"] / flat["n_evals"]
@@ -100,17 +103,7 @@ def run(name, adata, extra, seed, args) -> list[dict]:
 
 def print_table(df: pd.DataFrame, name: str) -> None:
     cols = ["mean_branch_time", "evals_vs_flat", "time_vs_flat", "mmd", "auc_knn", "tstr", "rare_mmd", "rare_auc"]
-    d = df[df.data == name]
-    g = d.groupby("setting", sort=False)[cols]
-    mean, sd = g.mean(), g.std()
-    print(f"\n### {name}: mean ± sd over seeds {sorted(d.seed.unique())}\n")
-    print("| setting | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for s in mean.index:
-        cells = ["–" if pd.isna(mean.loc[s, c]) else (f"{mean.loc[s, c]:.3g} ± {sd.loc[s, c]:.2g}"
-                                                       if not pd.isna(sd.loc[s, c]) else f"{mean.loc[s, c]:.3g}")
-                 for c in cols]
-        print(f"| {s} | " + " | ".join(cells) + " |")
+    print_mean_sd(df[df.data == name], "setting", cols, name)
 
 
 def main():
@@ -119,6 +112,8 @@ def main():
     parser.add_argument("--sharing", type=float, nargs="+", default=[0.0, 0.5, 0.75, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-cost", type=int, default=200)
+    parser.add_argument("--no-resample", dest="resample", action="store_false",
+                        help="skip the rows that resample at branch points")
     parser.add_argument("--cells-per-type", type=int, default=150)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sharing.json")
     args = parser.parse_args()

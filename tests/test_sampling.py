@@ -135,7 +135,7 @@ def test_network_shared_conditioning_matches_per_row():
 
 def test_network_evaluates_only_each_rows_own_head():
     """Mixed branches (training): each row's ε̂ equals that row evaluated alone in its branch, and only the
-    heads of branches in the batch receive gradients (the cost does not grow with the number of branches)."""
+    rows of the branches in the batch receive gradient."""
     from scbranch.module._network import BranchedScoreNet
 
     torch.manual_seed(0)
@@ -149,7 +149,38 @@ def test_network_evaluates_only_each_rows_own_head():
         alone = torch.cat([net(x[i : i + 1], t[i : i + 1], int(b[i])) for i in range(len(b))])
     torch.testing.assert_close(out, alone, rtol=1e-4, atol=1e-5)
     out.pow(2).sum().backward()
-    with_grad = {i for i, h in enumerate(net.heads) if h.weight.grad is not None}
-    assert with_grad == {0, 2, 5} and all(net.heads[i].weight.grad.abs().sum() > 0 for i in with_grad)
-    with_grad = {i for i, e in enumerate(net.branch_emb) if e.grad is not None}
-    assert with_grad == {0, 2, 5}
+    for grad in (net.head_weight[0].grad, net.head_bias[0].grad, net.branch_emb[0].grad):
+        rows = {i for i in range(7) if grad[i].abs().sum() > 0}
+        assert rows == {0, 2, 5}
+
+
+def test_added_branches_form_a_block_trained_alone():
+    """add_branches appends a block (copies or fresh); its parameters are exactly the new branches', and the
+    old block's outputs are unchanged by training it."""
+    from scbranch.module._network import BranchedScoreNet, upgrade_state_dict
+
+    torch.manual_seed(0)
+    net = BranchedScoreNet(4, 3, width=16, n_blocks=2)
+    x, t = torch.randn(8, 4), torch.rand(8)
+    before = net(x, t, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])).detach()
+    new = net.add_branches([1, None])
+    assert new == [3, 4] and net.block_sizes == [3, 2]
+    torch.testing.assert_close(net(x, t, 3), net(x, t, 1))  # a copy of branch 1
+    params = net.branch_parameters(new)
+    assert len(params) == 3 and all(p.shape[0] == 2 for p in params)
+    with pytest.raises(ValueError, match="cover only part"):
+        net.branch_parameters([3])
+    opt = torch.optim.SGD(params, lr=0.1)
+    net(x, t, torch.tensor([3, 4] * 4)).pow(2).sum().backward()
+    opt.step()
+    torch.testing.assert_close(net(x, t, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])), before, rtol=0, atol=0)
+    # a state dict from before blocks (one Linear head and one embedding per branch) loads as one block
+    legacy = {k: v for k, v in BranchedScoreNet(4, 3, width=16, n_blocks=2).state_dict().items()
+              if not k.startswith(("head_", "branch_emb"))}
+    for i in range(3):
+        legacy[f"heads.{i}.weight"], legacy[f"heads.{i}.bias"] = torch.randn(4, 16), torch.randn(4)
+        legacy[f"branch_emb.{i}"] = torch.randn(16)
+    up = upgrade_state_dict({f"net.{k}": v for k, v in legacy.items()})
+    fresh = BranchedScoreNet(4, 3, width=16, n_blocks=2)
+    fresh.load_state_dict({k.removeprefix("net."): v for k, v in up.items()})
+    torch.testing.assert_close(fresh.head_weight[0][1], legacy["heads.1.weight"].T)

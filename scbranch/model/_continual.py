@@ -90,9 +90,12 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
             heads[cut_name] = heads[cut_from]  # the new node's branch keeps the frozen upstream head
             (heads[new],) = net.add_branches([leaf_head])
             trainable.append(heads[new])
-        else:
-            heads[cut_name], heads[new] = net.add_branches([heads[cut_from], leaf_head])
-            trainable += [heads[cut_name], heads[new]] + [heads[a] for a in tree.ancestors(cut_name)]
+        else:  # the upstream path is fine-tuned as copies in the new block (older blocks stay frozen, whole)
+            above = tree.ancestors(cut_name)
+            ids = net.add_branches([heads[cut_from], leaf_head, *[heads[a] for a in above]])
+            heads[cut_name], heads[new] = ids[:2]
+            heads.update(zip(above, ids[2:]))
+            trainable += ids
     trainable = sorted(set(trainable))
     if model.classifier is not None:  # it knows only the old types, and their data is gone
         logg.info("    dropping the type classifier: it cannot learn the new types without the old cells")
@@ -100,6 +103,7 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     model.hierarchy = tree
     model.config["types"] = old_types + [p[0] for p in placements]
     model.config["heads"] = heads
+    model.config["branch_blocks"] = net.block_sizes
     model._set_branches()
     model.module.set_paths(model.type_paths())
 

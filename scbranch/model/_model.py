@@ -22,6 +22,7 @@ from .. import _logging as logg
 from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
+from ..module._network import upgrade_state_dict
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
 from ._io import load_dir, plain, save_dir
@@ -96,7 +97,8 @@ class BranchedDiffusion:
         return {
             "n_features": self.representation.n_features,
             "type_paths": self.type_paths(),
-            "n_branches": int(self.branches["head"].max()) + 1,
+            # the blocks of branch parameters (see BranchedScoreNet); one block until a type is added
+            "n_branches": c.get("branch_blocks") or int(self.branches["head"].max()) + 1,
             **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
             "softness": c.get("softness"), "variances": c.get("variances"),
         }
@@ -304,7 +306,7 @@ class BranchedDiffusion:
             if sorted(model.types) != sorted(model.hierarchy.leaves):
                 msg = f"the types {model.types} are not the hierarchy's leaves {model.hierarchy.leaves}"
                 raise ValueError(msg)
-            model.module.load_state_dict(state["module"])
+            model.module.load_state_dict(upgrade_state_dict(state["module"]))
             load_type_classifier(model, state.get("classifier"))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"

@@ -12,7 +12,7 @@ import torch
 from ..module import T_EPS
 from ..module._classifier import NoisyTypeClassifier, mixture_weights, train_classifier
 
-CLASSIFIER_STEPS = 1500
+CLASSIFIER_STEPS = 1000
 
 
 def fit_type_classifier(model, z: np.ndarray, labels: np.ndarray, *, steps: int = CLASSIFIER_STEPS,
@@ -28,7 +28,7 @@ def fit_type_classifier(model, z: np.ndarray, labels: np.ndarray, *, steps: int 
         net = NoisyTypeClassifier(z.shape[1], len(model.types))
         gen = torch.Generator().manual_seed(int(random_state) + 1)
         losses = train_classifier(net, model.module.sde, torch.as_tensor(z, dtype=torch.float32),
-                                  torch.as_tensor(codes, dtype=torch.long), steps=steps, generator=gen)
+                                  torch.as_tensor(np.array(codes), dtype=torch.long), steps=steps, generator=gen)
     model.classifier = net
     model.config["classifier"] = {"n_types": len(model.types), "steps": steps}
     return losses
@@ -88,9 +88,8 @@ def type_scores(model, z: np.ndarray, *, n_times: int = 50, n_noise: int = 8, th
     gen = torch.Generator().manual_seed(int(random_state))
     curve = torch.zeros(len(x), n_times)
     for j, t in enumerate(times):
-        alpha, sigma = model.module.sde.alpha_sigma(t)
         for _ in range(n_noise):
-            xt = alpha * x + sigma * torch.randn(x.shape, generator=gen)
+            xt, _, _ = model.module.sde.marginal(x, t.expand(len(x)), torch.randn(x.shape, generator=gen))
             p = torch.softmax(net(xt, t) + log_prior, 1)
             curve[:, j] += p[torch.arange(len(x)), top] / n_noise
     certain = curve.numpy() >= threshold

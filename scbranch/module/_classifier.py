@@ -56,14 +56,13 @@ def train_classifier(net: NoisyTypeClassifier, sde: VPSDE, x: torch.Tensor, y: t
         u = torch.rand(batch_size, generator=generator, dtype=torch.float64) * cdf[-1]
         idx = torch.searchsorted(cdf, u, right=True).clamp_(max=len(cdf) - 1)
         t = torch.rand(batch_size, generator=generator) * (1 - T_EPS) + T_EPS
-        alpha, sigma = sde.alpha_sigma(t)
-        xt = alpha * x[idx] + sigma * torch.randn(x[idx].shape, generator=generator)
+        xt, _, _ = sde.marginal(x[idx], t, torch.randn(x[idx].shape, generator=generator))
         loss = nn.functional.cross_entropy(net(xt, t), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        running += float(loss)
+        running += loss.item()
         if (step + 1) % 100 == 0:
             losses.append(running / 100)
             running = 0.0

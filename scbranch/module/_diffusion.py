@@ -36,7 +36,7 @@ class BranchedDiffusionModule(nn.Module):
         n_features: int,
         type_paths: list[list[tuple[int, float]]],
         *,
-        n_branches: int,
+        n_branches: int | list[int],
         width: int = 256,
         n_blocks: int = 3,
         dropout: float = 0.0,

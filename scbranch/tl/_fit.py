@@ -261,7 +261,9 @@ def fit(
     model.fit_decoder(r.decoder, random_state=random_state)
     if type_classifier:
         with torch_threads():
-            fit_type_classifier(model, z, y, random_state=random_state)
+            # as many steps as the score net took, within [200, 1000]: a small net on the same noised cells
+            fit_type_classifier(model, z, y, steps=int(np.clip(hist["n_steps"], 200, 1000)),
+                                random_state=random_state)
     logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
               f"{hist['best_val_loss']:.4f}", time=t0)
 
