@@ -185,8 +185,8 @@ def sample_tree(
     type stay independent; cells of *different* types may share an upstream state, which is harmless for
     per-type distributions and is exactly what saves work. ``x_init`` replaces the prior draw at ``ts[0]``.
 
-    ``resample(x, t, child, parent, n, generator) -> row indices``, if given, picks the ``n`` rows a child branch
-    starts from out of its parent's rows at the branch point ``t`` (e.g. importance resampling by a noisy type
+    ``resample(x, t, child, parent, n, generator) -> row indices or None``, if given, picks the ``n`` rows a child
+    branch starts from out of its parent's rows at the branch point ``t`` (``None``: the first ``n``) (e.g. importance resampling by a noisy type
     classifier, so that the child starts from its own marginal rather than the parent's mixture).
     """
     counter = CountingModel(model)
@@ -212,10 +212,8 @@ def sample_tree(
         for b, members in groups.items():
             sub = steps_of(b)
             n = max(n_per_type[ty] for ty in members)
-            if resample is not None and parent is not None:
-                xb = x[resample(x, float(sub[0]), b, parent, n, generator)]
-            else:
-                xb = x[:n]
+            idx = resample(x, float(sub[0]), b, parent, n, generator) if resample and parent is not None else None
+            xb = x[:n] if idx is None else x[idx]
             if len(sub) > 1:
                 xb = sampler(
                     counter, xb, sub, sde=sde, extra_args={"branch": (heads or {}).get(b, b)}, generator=generator,

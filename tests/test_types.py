@@ -1,5 +1,8 @@
 """The sharing knob, the noisy type classifier, resampling at branch points, and score_types."""
 
+import warnings
+
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -70,7 +73,7 @@ def typed_model(toy_adata):
     return sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST), adata
 
 
-def test_score_types_transfers_labels_and_orders_certainty(typed_model, toy_adata):
+def test_score_types_transfers_labels_and_orders_certainty(typed_model, toy_adata, tmp_path):
     model, adata = typed_model
     target = toy_adata.copy()
     out = sb.tl.score_types(model, target, copy=True)
@@ -87,6 +90,12 @@ def test_score_types_transfers_labels_and_orders_certainty(typed_model, toy_adat
     ct = out.obs["scbranch_types_certain_time"].to_numpy()
     assert np.nanmedian(ct[truth == "C"]) > np.nanmedian(ct[truth == "A"])
     assert list(out.uns["scbranch_types"]["types"]) == model.types
+    with warnings.catch_warnings():  # every key written survives write_h5ad / read_h5ad
+        warnings.simplefilter("error")
+        out.write_h5ad(tmp_path / "scored.h5ad")
+        back = ad.read_h5ad(tmp_path / "scored.h5ad")
+    np.testing.assert_array_equal(back.obsm["scbranch_types_probabilities"], probs)
+    assert back.uns["scbranch_types"]["curves"].shape == (3, 51)
 
 
 def test_generate_with_resampling_and_the_classifier_round_trips(typed_model, tmp_path):

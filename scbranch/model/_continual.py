@@ -24,7 +24,6 @@ import torch
 
 from .. import _logging as logg
 from ..hierarchy import SeparationTest, n_ref_for
-from ._types import drop_type_classifier
 
 
 def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_reference: int = 200,
@@ -97,9 +96,9 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
             heads.update(zip(above, ids[2:]))
             trainable += ids
     trainable = sorted(set(trainable))
-    if model.classifier is not None:  # it knows only the old types, and their data is gone
-        logg.info("    dropping the type classifier: it cannot learn the new types without the old cells")
-        drop_type_classifier(model)
+    if model.classifier is not None:  # it cannot learn the new types without the old cells: it keeps scoring and
+        # resampling the old ones exactly as before, and the new types' rows are not resampled
+        logg.info("    the type classifier keeps its types; the new ones are not resampled or scored")
     model.hierarchy = tree
     model.config["types"] = old_types + [p[0] for p in placements]
     model.config["heads"] = heads

@@ -30,7 +30,7 @@ def fit_type_classifier(model, z: np.ndarray, labels: np.ndarray, *, steps: int 
         losses = train_classifier(net, model.module.sde, torch.as_tensor(z, dtype=torch.float32),
                                   torch.as_tensor(np.array(codes), dtype=torch.long), steps=steps, generator=gen)
     model.classifier = net
-    model.config["classifier"] = {"n_types": len(model.types), "steps": steps}
+    model.config["classifier"] = {"types": list(model.types), "steps": steps}
     return losses
 
 
@@ -39,34 +39,32 @@ def load_type_classifier(model, state: dict | None) -> None:
     if not spec or state is None:
         model.classifier = None
         return
-    net = NoisyTypeClassifier(model.representation.n_features, int(spec["n_types"]))
+    net = NoisyTypeClassifier(model.representation.n_features, len(spec["types"]))
     net.load_state_dict(state)
     model.classifier = net.eval()
 
 
-def drop_type_classifier(model) -> None:
-    """A classifier that does not know every type is worse than none (after a type was added without its data)."""
-    model.classifier = None
-    model.config.pop("classifier", None)
-    model.config.pop("type_weights", None)
-
-
 def branch_types(model) -> dict[int, list[int]]:
-    """Type codes below each branch (the mixture that branch's score models)."""
-    index = {t: i for i, t in enumerate(model.types)}
-    return {int(b): [index[t] for t in tys] for b, tys in zip(model.branches["branch"], model.branches["cell_types"])}
+    """Per branch, the classifier's codes of the types below it that the classifier knows (types added later
+    without their data are not known: they are not resampled, and the old types' draws stay as they were)."""
+    index = {t: i for i, t in enumerate(model.config["classifier"]["types"])}
+    return {int(b): [index[t] for t in tys if t in index]
+            for b, tys in zip(model.branches["branch"], model.branches["cell_types"])}
 
 
 def make_resampler(model):
     """``resample(x, t, child, parent, n, generator)`` for :func:`~scbranch.sampling.sample_tree`: ``n`` rows
-    of the parent's ``x`` drawn with replacement ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio)."""
+    of the parent's ``x`` drawn with replacement ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio), or
+    ``None`` (keep the first rows, draw nothing) where that ratio is 1 or unknown."""
     below = branch_types(model)
     log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
 
     def resample(x, t, child, parent, n, generator):
+        if not below[child] or set(below[child]) == set(below[parent]):
+            return None
         w = mixture_weights(model.classifier, x, t, below[child], below[parent], log_prior)
         if not torch.isfinite(w).all() or w.sum() <= 0:
-            return torch.arange(n) % len(x)
+            return None
         return torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
 
     return resample

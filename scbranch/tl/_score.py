@@ -30,7 +30,8 @@ def score_types(
     Parameters
     ----------
     model
-        A model fitted with ``type_classifier=True`` (the default).
+        A model fitted with ``type_classifier=True`` (the default). Types added later with
+        :func:`~scbranch.tl.add_cell_type` are not scored (the classifier never saw them).
     adata
         Cells with the model's genes, read as at fit time (any labels are ignored: new data works).
     threshold
@@ -77,7 +78,7 @@ def score_types(
     with torch_threads():
         probs, curve, certain = type_scores(model, z, n_times=n_times, threshold=threshold,
                                             random_state=random_state)
-    types = list(model.types)
+    types = list(model.config["classifier"]["types"])  # types added later without their data are not scored
     top = probs.argmax(1)
     order = [t for t in model.type_order if t in types]
     out = adata.copy() if copy else adata
