@@ -229,6 +229,9 @@ def train_module(
     keeps Lightning checkpoints of the last and the best validation step; ``trainer_kwargs`` go to
     ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
     """
+    if schedule not in ("constant", "onecycle"):
+        msg = f"schedule must be 'constant' or 'onecycle', got {schedule!r}"
+        raise ValueError(msg)
     rng = np.random.default_rng(random_state)
     seeds = rng.integers(2**31, size=3)
     val_mask = validation_mask(codes, val_fraction, rng)
