@@ -1,8 +1,9 @@
 """Training-step and sampling cost at many cell types: 10, 100, 300 simulated types (50 cells each).
 
 A balanced tree of K types has 2K − 1 branches. Per K, side by side in one run: the time of one training step
-(256 cells, forward + backward + AdamW) with each row through its own head (the package) and with every head
-evaluated for every row, then one picked (the previous implementation, re-created here as the reference);
+(256 cells, forward + backward + fused AdamW) with each row's head gathered from the branch blocks (the package:
+one index_select and one batched matmul) and with every head evaluated for every row, then one picked (the
+first implementation, re-created here as the reference);
 and generating 20 cells of every type with the default sampler (Euler–Maruyama, 50 steps): seconds and
 network cell-rows per generated cell. Branch times are set by depth (no calibration: only the cost is
 measured). Run it alone (timings beside another torch process are meaningless); prints markdown.
