@@ -9,4 +9,4 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-.venv/bin/python -c "import torch, scvi, scanpy, scbranch; print('scbranch', scbranch.__version__, '| torch', torch.__version__, '| scvi-tools', scvi.__version__, '| scanpy', scanpy.__version__)"
+.venv/bin/python -c "import importlib.metadata as m, torch, scvi, scbranch; print('scbranch', scbranch.__version__, '| torch', torch.__version__, '| scvi-tools', scvi.__version__, '| scanpy', m.version('scanpy'))"
