@@ -21,6 +21,7 @@ Run it alone: two torch processes on 2 cores slow each other by far more than 2Ã
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import time
@@ -32,7 +33,7 @@ import pandas as pd
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._training import StopRule
+from scbranch.model._training import STOP_TOL, STOP_WINDOW, StopRule
 
 from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
 
@@ -45,6 +46,8 @@ CONFIGS = [
     {"width": 128, "n_blocks": 2},
     {"width": 128, "n_blocks": 3, "batch_size": 512, "lr": 2.8e-3},
 ]
+DEFAULTS = {k: v.default for k, v in inspect.signature(sb.tl.fit).parameters.items()
+            if k in ("width", "n_blocks", "dropout")}
 RULES = [(0.002, 1000), (0.005, 500), (0.005, 1000), (0.01, 500), (0.01, 1000), (0.02, 1000)]
 
 
@@ -193,6 +196,9 @@ def main():
             configs = configs + [PREVIOUS_DEFAULT] * args.previous
             df = part_sweep(adata, args.seeds, configs)
             print_table(df, "config", f"{label}: network and batch sweep, default stopping rule")
+            print(f"\nchosen defaults: width {DEFAULTS['width']}, {DEFAULTS['n_blocks']} blocks, dropout "
+                  f"{DEFAULTS['dropout']}, batch 256, stop when the best validation loss gains < {100 * STOP_TOL:g} % "
+                  f"over min(max(training cells, 500), {STOP_WINDOW}) steps")
         results[key] = df.to_dict("list")
         write_json(results, args.out.with_name(f"{args.out.stem}_{args.part}.json"))
 
