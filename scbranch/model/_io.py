@@ -12,6 +12,7 @@ so a failed save leaves the previous model (or no directory) — never half a mo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -29,11 +30,7 @@ MANIFEST = "manifest.json"
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -66,10 +63,11 @@ def save_dir(path: str | os.PathLike, tensors: dict, meta: dict, *, overwrite: b
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
     try:
-        buf = _torch_bytes(tensors)
-        _write(tmp / "model.pt", buf)
-        _write(tmp / "config.json", config_bytes)
-        manifest = {"format": SAVE_FORMAT, "files": {f: sha256(tmp / f) for f in MODEL_FILES}}
+        contents = {"model.pt": _torch_bytes(tensors), "config.json": config_bytes}
+        for name in MODEL_FILES:
+            _write(tmp / name, contents[name])
+        manifest = {"format": SAVE_FORMAT,  # hashed in memory: the bytes just written, not read back
+                    "files": {f: hashlib.sha256(contents[f]).hexdigest() for f in MODEL_FILES}}
         _write(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
         _publish(tmp, path)
     except BaseException:  # KeyboardInterrupt included: the temporary directory goes, the target is untouched
@@ -78,8 +76,6 @@ def save_dir(path: str | os.PathLike, tensors: dict, meta: dict, *, overwrite: b
 
 
 def _torch_bytes(tensors: dict) -> bytes:
-    import io
-
     buf = io.BytesIO()
     torch.save(tensors, buf)
     return buf.getvalue()
@@ -101,9 +97,10 @@ def _publish(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, data: bytes | None = None) -> dict:
+    """``path``'s JSON object (``data``: its bytes, already read), or a clear error naming the file."""
     try:
-        out = json.loads(path.read_text())
+        out = json.loads(path.read_bytes() if data is None else data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         msg = f"{path} is not a readable JSON file ({err}); the model directory is damaged"
         raise ValueError(msg) from err
@@ -126,25 +123,26 @@ def load_dir(path: str | os.PathLike) -> tuple[dict, dict]:
         msg = (f"{path} holds a model saved in format {manifest.get('format')}; this scbranch reads format "
                f"{SAVE_FORMAT}: fit the model again")
         raise ValueError(msg)
-    files = manifest.get("files", {})
-    for name in MODEL_FILES:
+    files, contents = manifest.get("files", {}), {}
+    for name in MODEL_FILES:  # each file read once: hashed, then parsed from the same bytes
         if name not in files:
             msg = f"{path / MANIFEST} does not list {name}; the model directory is damaged"
             raise ValueError(msg)
         if not (path / name).exists():
             msg = f"{path / name} is missing"
             raise FileNotFoundError(msg)
-        if sha256(path / name) != files[name]:
+        contents[name] = (path / name).read_bytes()
+        if hashlib.sha256(contents[name]).hexdigest() != files[name]:
             msg = (f"integrity check failed: {path / name} changed after the model was saved (sha256 differs from "
                    f"{MANIFEST}); refusing to load it")
             raise ValueError(msg)
-    meta = _read_json(path / "config.json")
-    return _torch_load(path / "model.pt"), meta
+    meta = _read_json(path / "config.json", contents["config.json"])
+    return _torch_load(path / "model.pt", contents["model.pt"]), meta
 
 
-def _torch_load(file: Path) -> dict:
-    try:
-        return torch.load(file, weights_only=True, map_location="cpu")  # tensors only: never unpickles objects
+def _torch_load(file: Path, data: bytes | None = None) -> dict:
+    try:  # tensors only: never unpickles objects
+        return torch.load(file if data is None else io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as err:
         msg = f"{file} is not a tensors-only checkpoint ({type(err).__name__}); refusing to load it"
         raise ValueError(msg) from err
