@@ -17,6 +17,13 @@ from scbranch import metrics
 GROUPBY = "bulk_labels"
 
 
+def fit(adata: ad.AnnData, **options) -> sb.BranchedDiffusion:
+    """``sb.tl.fit`` with flat options (``width=``, ``branched=``, ``stop_tol=``, …) routed into its
+    model_kwargs / train_kwargs, so benchmark configs stay one flat dict."""
+    model, train, rest = sb.model._config.route(options)
+    return sb.tl.fit(adata, **rest, model_kwargs=model, train_kwargs=train)
+
+
 def split_pbmc(test_fraction: float = 0.3, random_state: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
     """pbmc68k_reduced (.raw, log-normalized), split per type into train and held-out test cells."""
     return split_per_type(sb.datasets.pbmc68k(), test_fraction, random_state)
@@ -29,7 +36,7 @@ def split_per_type(adata: ad.AnnData, test_fraction: float = 0.3,
     test = np.zeros(adata.n_obs, bool)
     for t in adata.obs[GROUPBY].unique():
         idx = np.flatnonzero(adata.obs[GROUPBY] == t)
-        test[rng.choice(idx, max(1, int(round(test_fraction * len(idx)))), replace=False)] = True
+        test[rng.choice(idx, max(1, round(test_fraction * len(idx))), replace=False)] = True
     return adata[~test].copy(), adata[test].copy()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+from _common import GROUPBY, Evaluator, _dense, split_pbmc, write_json
 from scipy.stats import wasserstein_distance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, recall_score
@@ -27,8 +28,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import scbranch as sb
-
-from _common import GROUPBY, Evaluator, _dense, split_pbmc, write_json
 
 PAIRS = [("CD14+ Monocyte", "Dendritic"), ("CD4+/CD45RO+ Memory", "CD4+/CD25 T Reg"), ("CD19+ B", "CD56+ NK")]
 
@@ -52,10 +51,10 @@ def oversample(train: ad.AnnData, min_cells: int, seed: int) -> tuple[np.ndarray
 
 
 def transmutation_scores(model, train, test, source, target, *, time=None) -> dict:
-    out = sb.tl.transmute(model, train.copy(), source=source, target=target, time=time, return_adata=True)
+    out = sb.tl.transmute(train, model, source=source, target=target, time=time)
     x_src = model.get_lognorm(train[train.obs[GROUPBY] == source])
     x_tgt = model.get_lognorm(test[test.obs[GROUPBY] == target])
-    x_tr = out.X
+    x_tr = _dense(out.X)
     genes = np.argsort(-(x_tgt.mean(0) - x_src.mean(0)))[:20]
 
     def w(x):
@@ -63,8 +62,12 @@ def transmutation_scores(model, train, test, source, target, *, time=None) -> di
 
     lfc_true = x_tgt[:, genes].mean(0) - x_src[:, genes].mean(0)
     lfc_tr = x_tr[:, genes].mean(0) - x_src[:, genes].mean(0)
-    return {"wasserstein": w(x_tr), "wasserstein_source": w(x_src),
-            "marker_lfc_pearson": float(np.corrcoef(lfc_true, lfc_tr)[0, 1]), "time": out.uns.get("time", time)}
+    return {
+        "wasserstein": w(x_tr),
+        "wasserstein_source": w(x_src),
+        "marker_lfc_pearson": float(np.corrcoef(lfc_true, lfc_tr)[0, 1]),
+        "time": out.uns["scbranch"]["transmute"]["time"],
+    }
 
 
 def main():
@@ -80,7 +83,9 @@ def main():
     counts = train.obs[GROUPBY].value_counts()
     rare = [t for t in counts.index if counts[t] < 0.03 * train.n_obs]
     branched = sb.tl.fit(train.copy(), groupby=GROUPBY, max_steps=args.max_steps, progress=False)
-    flat = sb.tl.fit(train.copy(), groupby=GROUPBY, branched=False, max_steps=args.max_steps, progress=False)
+    flat = sb.tl.fit(
+        train.copy(), groupby=GROUPBY, max_steps=args.max_steps, progress=False, model_kwargs={"branched": False}
+    )
 
     x_real, y_real = _dense(train.X), train.obs[GROUPBY].astype(str).to_numpy()
     results = {"real only": classify(ev, x_real, y_real, rare)}
@@ -106,8 +111,12 @@ def main():
         tb = branched.hierarchy
         t_b = [n for n in tb.root.traverse() if {source, target} <= set(n.leaves())][-1].time
         print(f"| {source} → {target} | untouched source | – | {b['wasserstein_source']:.4f} | – |")
-        print(f"| | branched (shared branch point) | {t_b:.2f} | {b['wasserstein']:.4f} | {b['marker_lfc_pearson']:.3f} |")
-        print(f"| | flat (fixed time) | {args.flat_time:.2f} | {f['wasserstein']:.4f} | {f['marker_lfc_pearson']:.3f} |")
+        print(
+            f"| | branched (shared branch point) | {t_b:.2f} | {b['wasserstein']:.4f} | {b['marker_lfc_pearson']:.3f} |"
+        )
+        print(
+            f"| | flat (fixed time) | {args.flat_time:.2f} | {f['wasserstein']:.4f} | {f['marker_lfc_pearson']:.3f} |"
+        )
     write_json({"augment": results, "transmutation": trans, "rare": rare}, args.out)
 
 

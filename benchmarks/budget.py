@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import GROUPBY, Evaluator, write_json
 
 import scbranch as sb
 from scbranch._anndata import to_lognorm
-
-from _common import GROUPBY, Evaluator, write_json
 
 
 def main():

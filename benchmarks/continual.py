@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import GROUPBY, Evaluator, fit, split_pbmc, timer, write_json
 
 import scbranch as sb
 from scbranch.model._training import train_module
-
-from _common import GROUPBY, Evaluator, split_pbmc, timer, write_json
 
 
 def samples(model, n=200, seed=0):
@@ -64,26 +63,26 @@ def main():
     tmp = Path(tempfile.mkdtemp())
 
     with timer(times, "branched: fit K-1"):
-        base = sb.tl.fit(old.copy(), **kw)
+        base = fit(old.copy(), **kw)
     base.save(tmp / "base")
     tables["branched K-1 (before)"] = ev.per_type(*samples(base))
     for mode in ("heads", "replay"):
         m = sb.BranchedDiffusion.load(tmp / "base")
         with timer(times, f"branched {mode}: add type"):
-            sb.tl.add_cell_type(m, new.copy(), mode=mode, progress=False)
+            sb.tl.add_cell_type(new.copy(), m, mode=mode, progress=False)
         tables[f"branched {mode} (after)"] = ev.per_type(*samples(m))
     with timer(times, "branched: fit all (retrain)"):
-        full = sb.tl.fit(train.copy(), **kw)
+        full = fit(train.copy(), **kw)
     tables["branched all (reference)"] = ev.per_type(*samples(full))
 
     with timer(times, "flat: fit K-1"):
-        flat = sb.tl.fit(old.copy(), branched=False, **kw)
+        flat = fit(old.copy(), branched=False, **kw)
     tables["flat K-1 (before)"] = ev.per_type(*samples(flat))
     with timer(times, "flat: fine-tune on new only"):
         flat_finetune_new_only(flat, new, args.new_type, steps=int(np.clip(6 * new.n_obs, 1000, 4000)), seed=0)
     tables["flat fine-tuned new only (after)"] = ev.per_type(*samples(flat))
     with timer(times, "flat: fit all (retrain)"):
-        flat_all = sb.tl.fit(train.copy(), branched=False, **kw)
+        flat_all = fit(train.copy(), branched=False, **kw)
     tables["flat all (retrain)"] = ev.per_type(*samples(flat_all))
     floor = ev.floor()
 

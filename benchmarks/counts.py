@@ -28,15 +28,14 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+from _baselines import scanvi_prior_sample
+from _common import GROUPBY, _dense, simulated_counts, split_per_type, timer, write_json
 from sparse import GCXS
 
 import scbranch as sb
 from scbranch import metrics
 from scbranch._anndata import to_lognorm
 from scbranch.representation._scvi import _counts_adata
-
-from _baselines import scanvi_prior_sample
-from _common import GROUPBY, _dense, simulated_counts, split_per_type, timer, write_json
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]  # vs held-out cells
 
@@ -76,7 +75,7 @@ def run(adata: ad.AnnData, args, label: str) -> dict:
     draws["real train (floor)"] = (c_tr[pick], y_tr[pick])
     with timer(times, "scbranch scvi: fit"):
         m_scvi = sb.tl.fit(train.copy(), groupby=GROUPBY, representation="scvi", max_steps=args.max_steps,
-                           scvi_epochs=args.scvi_epochs, progress=False)
+                           progress=False, model_kwargs={"scvi_epochs": args.scvi_epochs})
     with timer(times, "scbranch scvi: generate"):
         syn = sb.tl.generate(m_scvi, need, progress=False)
     draws["scbranch (scvi)"] = (_dense(syn.layers["counts"]), syn.obs[GROUPBY].astype(str).to_numpy())

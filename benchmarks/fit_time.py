@@ -30,15 +30,20 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
+from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
+from _common import fit as fit_options
 
 import scbranch as sb
 from scbranch import metrics
 from scbranch.model._training import STOP_TOL, STOP_WINDOW, StopRule
 
-from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
-
-PREVIOUS_DEFAULT = {"width": 256, "n_blocks": 3, "dropout": 0.1, "train_kwargs": {"schedule": "onecycle", "stop_tol": 0},
-                    "old_budget": True}
+PREVIOUS_DEFAULT = {
+    "width": 256,
+    "n_blocks": 3,
+    "dropout": 0.1,
+    "train_kwargs": {"schedule": "onecycle", "stop_tol": 0},
+    "old_budget": True,
+}
 CONFIGS = [
     {"width": 128, "n_blocks": 3},
     {"width": 64, "n_blocks": 3},
@@ -107,7 +112,7 @@ def fit(train, seed: int, config: dict, callbacks=()):
         kwargs["max_steps"] = int(np.clip(6 * train.n_obs, 3000, 12000))
     kwargs.setdefault("dropout", 0.0)
     t0 = time.perf_counter()
-    model = sb.tl.fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False,
+    model = fit_options(train.copy(), groupby=GROUPBY, random_state=seed, progress=False,
                       trainer_kwargs={"callbacks": list(callbacks)}, **kwargs)
     h = model.history
     return model, {"fit_s": time.perf_counter() - t0, "steps": int(h["n_steps"]),

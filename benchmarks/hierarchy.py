@@ -98,7 +98,7 @@ def pbmc_rows(methods, sharings, topology) -> list[dict]:
     rows = []
     for method in methods:
         for sharing in sharings:
-            tree, seconds = data_tree(z, labels, types, method, sharing, topology)
+            tree, _seconds = data_tree(z, labels, types, method, sharing, topology)
             rows.append({"linkage": method, "sharing": sharing, "depth": depth(tree),
                          "cost_vs_flat": sampling_cost(tree), "tree": tree.to_newick()})
     return rows

@@ -47,7 +47,7 @@ def build(n_types: int) -> tuple[BranchedDiffusion, np.ndarray, np.ndarray]:
     config = {"types": types, "var_names": [f"g{i}" for i in range(60)], "width": 128, "n_blocks": 3,
               "dropout": 0.0, "beta_min": 0.1, "beta_max": 20.0, "random_state": 0, "softness": None,
               "variances": None, "groupby": "cell_type"}
-    return BranchedDiffusion(config, rep, tree), z, y
+    return BranchedDiffusion.from_parts(config, rep, tree), z, y
 
 
 def all_heads_forward(net, x, t, branch):

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+from _baselines import gaussian_per_type, scanvi_prior_sample
+from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, timer, write_json
 
 import scbranch as sb
 from scbranch import metrics
-
-from _baselines import gaussian_per_type, scanvi_prior_sample
-from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, timer, write_json
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
 
@@ -57,21 +56,27 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
     summarize("real train vs real test (floor)", floor, ev, ev.z_train, ev.y_train, _dense(train.X), rare, store)
     for name, branched in (("scbranch (branched)", True), ("flat diffusion", False)):
         with timer(times, f"{name}: fit"):
-            model = sb.tl.fit(train.copy(), groupby=GROUPBY, branched=branched, max_steps=args.max_steps,
-                              progress=False)
+            model = sb.tl.fit(train.copy(), groupby=GROUPBY, max_steps=args.max_steps,
+                              progress=False, model_kwargs={"branched": branched})
         with timer(times, f"{name}: generate"):
             kw = {"sampler": args.sampler} if args.sampler else {}
             syn = sb.tl.generate(model, n, n_steps=args.n_steps, progress=False, **kw)
         y = syn.obs[GROUPBY].astype(str).to_numpy()
         summarize(name, ev.per_type(syn.X, y), ev, ev.project(syn.X), y, syn.X, rare, store)
-        times[f"{name}: nfe"], times[f"{name}: n_evals"] = (syn.uns["scbranch"]["generate"][k] for k in ("nfe", "n_evals"))
+        times[f"{name}: nfe"], times[f"{name}: n_evals"] = (
+            syn.uns["scbranch"]["generate"][k] for k in ("nfe", "n_evals")
+        )
     zg, yg = gaussian_per_type(ev.z_train, ev.y_train, n)
     summarize("per-type Gaussian (PCA space)", metrics.per_type_quality(ev.z_test, ev.y_test, zg, yg), ev, zg, yg,
               None, rare, store)
     if counts is not None and not args.no_scanvi:
         with timer(times, "scANVI prior: fit + sample"):
             c, yc = scanvi_prior_sample(counts, GROUPBY, n, max_epochs=args.scanvi_epochs)
-        xc = np.log1p(c / np.maximum(c.sum(1, keepdims=True), 1) * args.scanvi_target) if args.scanvi_target else np.log1p(c)
+        xc = (
+            np.log1p(c / np.maximum(c.sum(1, keepdims=True), 1) * args.scanvi_target)
+            if args.scanvi_target
+            else np.log1p(c)
+        )
         summarize("scANVI label-conditional prior", ev.per_type(xc, yc), ev, ev.project(xc), yc, xc, rare, store)
 
     print(f"\n### {label}: {train.n_obs} training / {test.n_obs} held-out cells, {len(floor)} types; rare: {rare}\n")

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _baselines import mlp_diffusion
+from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, simulated_counts, split_per_type, write_json
 
 import scbranch as sb
 from scbranch import metrics
 from scbranch.representation import DecoderData
-
-from _baselines import mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, print_mean_sd, simulated_counts, split_per_type, write_json
 
 GENE_KEYS = ["expressing_mae", "var_log2_ratio", "mean_r", "marker_overlap", "hvg_overlap", "corr_error",
              "knn_mixing"]
@@ -72,7 +71,7 @@ def run_one(adata, seed: int, args) -> list[dict]:
     rows = [score("real train vs real test (floor)", ev, x_tr, y_tr, x_te, y_te, rare, train.var_names)]
 
     t0 = time.perf_counter()
-    model = sb.tl.fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **args.fit_kwargs)
+    model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **args.fit_kwargs)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     syn = sb.tl.generate(model, sizes.to_dict(), random_state=seed, progress=False)

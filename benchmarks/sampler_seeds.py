@@ -14,10 +14,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from _common import GROUPBY, Evaluator, split_pbmc, write_json
 
 import scbranch as sb
-
-from _common import GROUPBY, Evaluator, split_pbmc, write_json
 
 SAMPLERS = [("euler_maruyama", 50), ("ddim", 200), ("ddim", 50), ("pc", 25), ("dpm_solver_2", 25)]
 

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+from _common import write_json
 
 import scbranch as sb
-
-from _common import write_json
 
 
 def child(path: str, backed: bool, steps: int | None, n_comps: int, sample: int) -> dict:

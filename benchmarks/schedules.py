@@ -18,10 +18,10 @@ import logging
 import time
 from pathlib import Path
 
-import scbranch as sb
-
 from _common import GROUPBY, Evaluator, split_pbmc, write_json
 from quality import simulated_split
+
+import scbranch as sb
 
 SOFTNESS = [None, 4.0, 1.0, 0.25]
 # (sampler, steps, spacing): ~50 NFE per trajectory each, against the 1000-step Euler–Maruyama reference
@@ -41,8 +41,8 @@ def run(train, test, args, label: str) -> dict:
     rows, models = [], {}
     for softness in SOFTNESS:
         t0 = time.perf_counter()
-        model = sb.tl.fit(train.copy(), groupby=GROUPBY, softness=softness, max_steps=args.max_steps,
-                          progress=False)
+        model = sb.tl.fit(train.copy(), groupby=GROUPBY, max_steps=args.max_steps,
+                          progress=False, model_kwargs={"softness": softness})
         fit_s = time.perf_counter() - t0
         syn = sb.tl.generate(model, args.n_per_type, sampler="ddim", n_steps=200, progress=False)
         rows.append({"softness": "none (standard)" if softness is None else softness, "fit_s": fit_s,

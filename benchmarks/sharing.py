@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, split_per_type, write_json
 
 import scbranch as sb
 from scbranch import metrics
-
-from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
 
 RARE = 50
 
@@ -85,7 +84,7 @@ def run(name, adata, extra, seed, args) -> list[dict]:
     for label, s in settings:
         kw = {"branched": False} if s is None else {"sharing": s, **extra}
         t0 = time.perf_counter()
-        model = sb.tl.fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **kw)
+        model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **kw)
         fit_s = time.perf_counter() - t0
         internal = [n.time for n in model.hierarchy.internal_nodes]
         for resample in (False, True) if s is not None and args.resample else (False,):

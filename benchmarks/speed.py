@@ -18,17 +18,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import GROUPBY, write_json
 
 import scbranch as sb
-
-from _common import GROUPBY, write_json
 
 SAMPLING = [("ddim", 200, "uniform"), ("dpm_solver_2", 25, "logsnr")]
 
 
 def sampling_row(name, adata, groupby, n_per_type, steps):
     out = {"data": name, "types": int(adata.obs[groupby].nunique())}
-    models = {b: sb.tl.fit(adata.copy(), groupby=groupby, branched=b, max_steps=steps, progress=False)
+    models = {b: sb.tl.fit(adata.copy(), groupby=groupby, max_steps=steps, progress=False, model_kwargs={"branched": b})
               for b in (True, False)}
     for sampler, n_steps, spacing in SAMPLING:
         for b, model in models.items():
@@ -46,7 +45,7 @@ def train_row(n_cells, steps=100):
     model = sb.tl.fit(adata.copy(), groupby="cell_type", max_steps=5, progress=False)  # setup + hierarchy
     z, y = model.get_latent(adata), adata.obs["cell_type"].astype(str).to_numpy()
     t0 = time.perf_counter()
-    model.train(z, y, max_steps=steps, progress=False)
+    model.train_arrays(z, y, max_steps=steps, progress=False)
     per_step = (time.perf_counter() - t0) / steps
     row = {"cells": n_cells, "seconds_per_step": per_step, "seconds_per_epoch": per_step * np.ceil(0.9 * n_cells / 256)}
     try:

@@ -7,7 +7,7 @@ pay for torch, scanpy and scvi-tools until something needs them.
 import importlib
 
 __version__ = "0.2.0"
-__all__ = ["BranchedDiffusion", "Hierarchy", "datasets", "metrics", "pl", "simulate", "tl", "__version__"]
+__all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics", "pl", "simulate", "tl"]
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
                "sampling", "cli", "_anndata", "_chunks", "_logging", "_threads"}

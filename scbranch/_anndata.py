@@ -6,6 +6,7 @@ user's AnnData exactly as it was.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import anndata as ad
@@ -151,7 +152,8 @@ def check_labels(adata: ad.AnnData, groupby: str, *, min_cells: int, drop_small:
         logg.warning(f"dropping {len(small)} cell types with < {min_cells} cells: {list(small.index)}")
     kept = [str(k) for k in counts.index if counts[k] >= min_cells]
     if len(kept) < min_types:
-        msg = f"need at least {min_types} cell type(s) with >= {min_cells} cells in adata.obs[{groupby!r}]; found {len(kept)}"
+        msg = (f"need at least {min_types} cell type(s) with >= {min_cells} cells in adata.obs[{groupby!r}]; "
+               f"found {len(kept)}")
         raise ValueError(msg)
     return labels, kept
 
@@ -223,12 +225,9 @@ def check_key(key_added, *, what: str = "key_added") -> str:
 
 
 def check_steps(max_steps, *, what: str = "max_steps") -> None:
-    """A training budget the schedule can run, or a clear error before anything is computed or changed."""
-    if max_steps is None:
-        return
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < MIN_STEPS:
-        msg = f"{what} must be an integer >= {MIN_STEPS} (or None for the default budget); got {max_steps!r}"
-        raise ValueError(msg)
+    """A training budget the schedule can run (or ``None``: the default), else a clear error before any work."""
+    if max_steps is not None:
+        check_count(max_steps, what=what, minimum=MIN_STEPS)
 
 
 def to_h5ad_safe(obj):
@@ -238,3 +237,16 @@ def to_h5ad_safe(obj):
     if isinstance(obj, tuple | list):
         return [to_h5ad_safe(v) for v in obj]
     return obj
+
+
+def adata_first(a, b, fn: str):
+    """``(adata, model)`` for the tools that read cells from an AnnData (scanpy's order: the data first). The
+    model-first order of scbranch < 0.3 still works, with a FutureWarning."""
+    if isinstance(b, ad.AnnData) and not isinstance(a, ad.AnnData):
+        warnings.warn(f"pass the AnnData first: sb.tl.{fn}(adata, model, ...); the model-first order is deprecated",
+                      FutureWarning, stacklevel=3)
+        return b, a
+    if not isinstance(a, ad.AnnData):
+        msg = f"sb.tl.{fn} takes an AnnData first, then the model; got {type(a).__name__}, {type(b).__name__}"
+        raise TypeError(msg)
+    return a, b

@@ -8,8 +8,8 @@ warnings at 1 ("warning", scanpy's default) and above, nothing at 0. So a notebo
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 import time as _time
+from contextlib import contextmanager
 
 logger = logging.getLogger("scbranch")
 if not logger.handlers:

@@ -61,7 +61,7 @@ def choose_threads() -> tuple[int, str]:
     global _auto
     if _auto is None:  # once: later, the load average would count this process's own threads as others' work
         busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
-        free = max(1, cores - int(round(busy)))
+        free = max(1, cores - round(busy))
         _auto = free, ("physical cores" if free == cores else f"physical cores ({cores}) minus ~{round(busy)} busy")
     return _auto
 

@@ -15,7 +15,6 @@ def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, rand
          progress: bool = True) -> dict:
     """The main job: fit on a real dataset that ships offline, generate, compare, write results."""
     import anndata as ad
-    import numpy as np
 
     from . import datasets, metrics, pl, tl
 
@@ -119,10 +118,11 @@ def _fit(args) -> int:
         msg = f"{out} exists and is not empty; pass --overwrite to replace it (checked before training)"
         raise FileExistsError(msg)
     adata = ad.read_h5ad(args.data, backed="r" if args.backed else None)
-    model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer, use_raw=args.use_raw,
+    model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer,
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
-                   branched=not args.flat, accelerator=args.accelerator, devices=args.devices,
-                   strategy=args.strategy, random_state=args.seed, progress=not args.no_progress)
+                   random_state=args.seed, progress=not args.no_progress,
+                   model_kwargs={"use_raw": args.use_raw, "branched": not args.flat},
+                   train_kwargs={"accelerator": args.accelerator, "devices": args.devices, "strategy": args.strategy})
     model.save(out, overwrite=args.overwrite)
     from . import pl
 
@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--representation", choices=["pca", "scvi"], default="pca",
                    help="model space: PCA of log-normalized expression, or scVI's latent space with synthetic "
                         "counts decoded by scVI (needs raw counts) (default: %(default)s)")
-    f.add_argument("--batch-key", default=None, help="obs column of batches, passed to scVI (with --representation scvi)")
+    f.add_argument(
+        "--batch-key", default=None, help="obs column of batches, passed to scVI (with --representation scvi)"
+    )
     f.add_argument("--backed", action="store_true",
                    help="read the .h5ad backed (on disk) and work in row chunks: for data larger than memory")
     f.add_argument("--accelerator", default="auto", help="lightning accelerator: auto, cpu, gpu (default: %(default)s)")

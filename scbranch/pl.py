@@ -1,4 +1,6 @@
-"""Plots (matplotlib; return the Axes, ``save=`` a file like scanpy)."""
+"""Plots (matplotlib), with scanpy's conventions: ``ax=`` for single-panel plots, ``show=``, ``return_fig=``, and
+``save=`` by scanpy's rule (``True`` or a suffix such as ``"_pbmc.png"`` → ``sc.settings.figdir/<plot><suffix>``;
+a :class:`pathlib.Path` is written exactly there)."""
 
 from __future__ import annotations
 
@@ -21,20 +23,39 @@ def synthetic_vs_real(
     *,
     groupby: str,
     key: str = "scbranch",
+    basis: str | None = None,
     components: tuple[int, int] = (0, 1),
-    save: str | Path | None = None,
+    save: bool | str | Path | None = None,
     show: bool = False,
     return_fig: bool = False,
 ):
-    """Real and synthetic cells side by side in the model space's first two components, colored by type.
+    """Real and synthetic cells side by side, colored by type.
+
+    Parameters
+    ----------
+    adata, syn
+        Real cells and synthetic cells (:func:`scbranch.tl.generate`).
+    groupby
+        Cell-type column of both.
+    key
+        Model key: by default the cells are shown in ``.obsm[f"X_{key}"]``, the model space.
+    basis
+        Another embedding both hold (e.g. ``"umap"`` or ``"X_umap"``, after embedding real and synthetic cells
+        together with scanpy), instead of the model space.
+    components
+        The two columns of the embedding to show.
+    save, show, return_fig
+        As in scanpy (module docstring).
 
     Both panels share axes and colors (the dataset's ``.uns[f"{groupby}_colors"]`` when it has them), so a
     type's synthetic cloud sits where its real cloud does. Returns the two Axes (the Figure with ``return_fig``).
     """
-    basis = f"X_{key}"
+    obsm_key = f"X_{key}" if basis is None else (basis if basis.startswith("X_") else f"X_{basis}")
+    label = "scbranch" if basis is None else obsm_key[2:].upper()
     for a, name in ((adata, "adata"), (syn, "syn")):
-        if basis not in a.obsm:
-            msg = f"{name}.obsm has no {basis!r}; run scbranch.tl.fit / scbranch.tl.generate first"
+        if obsm_key not in a.obsm:
+            hint = "run scbranch.tl.fit / scbranch.tl.generate first" if basis is None else "embed both first"
+            msg = f"{name}.obsm has no {obsm_key!r}; {hint}"
             raise KeyError(msg)
     types = list(dict.fromkeys(list(adata.obs[groupby].astype(str).unique()) + list(syn.obs[groupby].astype(str))))
     cmap = plt.get_cmap("tab20" if len(types) > 10 else "tab10")
@@ -46,23 +67,41 @@ def synthetic_vs_real(
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharex=True, sharey=True)
     i, j = components
     for ax, a, title in ((axes[0], adata, "real"), (axes[1], syn, "synthetic")):
-        z, lab = a.obsm[basis], a.obs[groupby].astype(str).to_numpy()
+        z, lab = np.asarray(a.obsm[obsm_key]), a.obs[groupby].astype(str).to_numpy()
         for t in types:
             m = lab == t
             if m.any():
-                ax.scatter(z[m, i], z[m, j], s=6, alpha=0.7, color=colors[t], label=f"{t} ({m.sum()})", rasterized=True)
+                ax.scatter(z[m, i], z[m, j], s=6, alpha=0.7, color=colors[t], label=t, rasterized=True)
         ax.set_title(f"{title} cells ({a.n_obs})")
-        ax.set_xlabel(f"scbranch {i + 1}")
-    axes[0].set_ylabel(f"scbranch {j + 1}")
-    axes[1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    _finish(fig, save, show)
+        ax.set_xlabel(f"{label} {i + 1}")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel(f"{label} {j + 1}")
+    handles, names = axes[0].get_legend_handles_labels()  # one legend for both panels (colours are shared)
+    seen = dict(zip(names, handles))
+    seen.update(dict(zip(*axes[1].get_legend_handles_labels()[::-1])))
+    fig.legend([seen[t] for t in types if t in seen], [t for t in types if t in seen], fontsize=7, markerscale=2,
+               loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    _finish(fig, save, show, "synthetic_vs_real")
     return fig if return_fig else axes
 
 
-def _finish(fig, save, show):
+def _finish(fig, save, show, name: str):
+    """Save (scanpy's figdir rule for ``True``/str, exactly there for a Path) and show."""
     fig.tight_layout()
-    if save is not None:
-        fig.savefig(save, dpi=120, bbox_inches="tight")
+    if save is not None and save is not False:
+        if isinstance(save, Path):
+            path = save
+        else:
+            import scanpy as sc
+
+            suffix = "" if save is True else str(save)
+            ext = Path(suffix).suffix.lstrip(".")
+            if ext not in ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "eps", "ps"):
+                ext = ""
+            stem = suffix[: -len(ext) - 1] if ext else suffix
+            path = Path(sc.settings.figdir) / f"{name}{stem}.{ext or sc.settings.file_format_figs}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     if show:
         plt.show()
 
@@ -74,7 +113,7 @@ def _uns(adata: ad.AnnData, key: str) -> dict:
     return adata.uns[key]
 
 
-def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | Path | None = None,
+def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool | str | Path | None = None,
               show: bool = False, return_fig: bool = False):
     """The cell-type tree on a diffusion-time axis: leaves (with cell counts) at t=0, each internal node at
     its branch time, the root's shared branch up to t=1. Nodes where the tree disagrees with the data are red.
@@ -114,11 +153,11 @@ def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | 
     ax.set_xlabel("diffusion time t (branch point: types indistinguishable from here on)")
     ax.set_title("cell-type hierarchy" + (f" — {len(conflicts)} conflict(s) with the data" if conflicts else ""))
     ax.spines[["top", "right"]].set_visible(False)
-    _finish(ax.figure, save, show)
+    _finish(ax.figure, save, show, "hierarchy")
     return ax.figure if return_fig else ax
 
 
-def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: str | Path | None = None,
+def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool | str | Path | None = None,
                   show: bool = False, return_fig: bool = False):
     """The separation statistic vs diffusion time for each internal node (its latest-merging pair of types),
     with the threshold; the node's branch time is where its curve crosses it. Returns the Axes."""
@@ -141,23 +180,26 @@ def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: st
     ax.set_ylabel("separation statistic (noised mean shift / null sd)")
     ax.legend(fontsize=6, loc="upper right", frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    _finish(ax.figure, save, show)
+    _finish(ax.figure, save, show, "branch_points")
     return ax.figure if return_fig else ax
 
 
-def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted", n_markers: int = 6,
-                  save: str | Path | None = None, show: bool = False, return_fig: bool = False):
+def transmutation(adata: ad.AnnData, transmuted: ad.AnnData, model, *, key: str = "scbranch", n_markers: int = 6,
+                  save: bool | str | Path | None = None, show: bool = False, return_fig: bool = False):
     """Source, transmuted and target cells in the model space, and the mean expression of the genes most
-    up in the target vs the source (real cells) for each group. Returns the two Axes."""
-    if key not in adata.uns or key not in adata.obsm:
-        msg = f"no transmutation under {key!r}; run scbranch.tl.transmute first"
+    up in the target vs the source (real cells of ``adata``) for each group.
+
+    ``transmuted`` is what :func:`scbranch.tl.transmute` returned (same ``key``). Returns the two Axes."""
+    if key not in transmuted.uns or "transmute" not in transmuted.uns[key] or f"X_{key}" not in transmuted.obsm:
+        msg = f"transmuted has no transmutation under {key!r}; pass what scbranch.tl.transmute returned"
         raise KeyError(msg)
-    info, groupby = adata.uns[key], model.groupby
+    info, groupby = transmuted.uns[key]["transmute"], model.groupby
     labels = adata.obs[groupby].astype(str).to_numpy()
     src, tgt = labels == info["source"], labels == info["target"]
-    z_real, z_tr = model.get_latent(adata), adata.obsm[key][src]
+    z_real, z_tr = model.get_latent(adata), np.asarray(transmuted.obsm[f"X_{key}"])
     x_real = model.get_lognorm(adata)
-    x_tr = model.to_genes(z_tr, [info["target"]] * len(z_tr))
+    x_tr = transmuted[:, model.var_names].X
+    x_tr = np.asarray(x_tr.toarray() if hasattr(x_tr, "toarray") else x_tr)
     up = x_real[tgt].mean(0) - x_real[src].mean(0)
     genes = np.argsort(-up)[:n_markers]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -181,7 +223,7 @@ def transmutation(adata: ad.AnnData, model, *, key: str = "scbranch_transmuted",
     ax.set_ylabel("mean log-normalized expression")
     ax.set_title(f"top {len(genes)} genes up in {info['target']} vs {info['source']}")
     ax.legend(fontsize=7, frameon=False)
-    _finish(fig, save, show)
+    _finish(fig, save, show, "transmutation")
     return fig if return_fig else axes
 
 
@@ -195,7 +237,7 @@ def realism(
     use_raw: bool = False,
     ax=None,
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: bool | str | Path | None = None,
     return_fig: bool = False,
 ):
     """Gene-level realism of synthetic cells, real and synthetic side by side.
@@ -220,7 +262,7 @@ def realism(
     show
         Call ``plt.show()`` (default: don't).
     save
-        Write the figure to this path.
+        As in scanpy (``True`` or a suffix → ``sc.settings.figdir/realism<suffix>``; a Path: exactly there).
     return_fig
         Return the Figure instead of the two Axes.
     """
@@ -304,5 +346,5 @@ def realism(
     right.set_title(f"{len(genes)} genes")
     right.legend(fontsize=7, frameon=False, loc="lower right")
     right.spines[["top", "right"]].set_visible(False)
-    _finish(fig, save, show)
+    _finish(fig, save, show, "realism")
     return fig if return_fig else axes

@@ -186,8 +186,9 @@ def sample_tree(
     per-type distributions and is exactly what saves work. ``x_init`` replaces the prior draw at ``ts[0]``.
 
     ``resample(x, t, child, parent, n, generator) -> row indices or None``, if given, picks the ``n`` rows a child
-    branch starts from out of its parent's rows at the branch point ``t`` (``None``: the first ``n``) (e.g. importance resampling by a noisy type
-    classifier, so that the child starts from its own marginal rather than the parent's mixture).
+    branch starts from out of its parent's rows at the branch point ``t`` (``None``: the first ``n``), e.g.
+    importance resampling by a noisy type classifier, so that the child starts from its own marginal rather than
+    the parent's mixture.
     """
     counter = CountingModel(model)
     grid = ts.numpy()

@@ -8,5 +8,5 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,doc]"
 .venv/bin/python -c "import importlib.metadata as m, torch, scvi, scbranch; print('scbranch', scbranch.__version__, '| torch', torch.__version__, '| scvi-tools', scvi.__version__, '| scanpy', m.version('scanpy'))"

@@ -6,8 +6,18 @@ from scipy import sparse
 
 import scbranch as sb
 
-# small, fast settings: these tests check behaviour, not quality (except test_pbmc.py)
-FAST = {"width": 64, "n_blocks": 2, "max_steps": 300, "progress": False}
+
+def fast(**kw) -> dict:
+    """Small, fast options for ``tl.fit`` (these tests check behaviour, not quality, except test_pbmc.py);
+    model options (``softness=``, ``branched=``, …) go into ``model_kwargs`` and training options into
+    ``train_kwargs``, as fit expects them."""
+    model, train, rest = sb.model._config.route(kw)
+    train = {**rest.pop("train_kwargs", {}), **train}
+    return {"max_steps": 300, "progress": False, **rest, "model_kwargs": {"width": 64, "n_blocks": 2, **model},
+            "train_kwargs": train}
+
+
+FAST = fast()
 
 TOY_TREE = {"AB": {"A": None, "B": None}, "C": None}
 
@@ -21,7 +31,7 @@ def toy_adata():
 @pytest.fixture(scope="session")
 def toy_model(toy_adata):
     adata = toy_adata.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     return model, adata
 
 

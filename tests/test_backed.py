@@ -8,7 +8,7 @@ import torch
 import scbranch as sb
 from scbranch import _chunks
 
-from .conftest import FAST
+from .conftest import fast
 
 
 @pytest.fixture
@@ -21,11 +21,11 @@ def test_fit_on_backed_file_matches_in_memory(toy_adata, tmp_path, small_chunks)
     toy_adata.write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
     assert backed.isbacked and _chunks.is_chunked(backed.X)
-    model = sb.tl.fit(backed, groupby="cell_type", random_state=0, **dict(FAST, max_steps=100))
+    model = sb.tl.fit(backed, groupby="cell_type", random_state=0, **fast(max_steps=100))
     z = backed.obsm["X_scbranch"]
     assert z.shape == (toy_adata.n_obs, model.representation.n_features)
     np.testing.assert_allclose(model.get_latent(backed), z, atol=1e-5)  # chunked projection, read again
-    mem = sb.tl.fit(toy_adata.copy(), groupby="cell_type", random_state=0, **dict(FAST, max_steps=100))
+    mem = sb.tl.fit(toy_adata.copy(), groupby="cell_type", random_state=0, **fast(max_steps=100))
     # incremental PCA over 64-cell chunks spans the same leading subspace as the full PCA
     cos = np.linalg.svd(model.representation.components_[:3] @ mem.representation.components_[:3].T,
                         compute_uv=False)
@@ -43,12 +43,15 @@ def test_backed_rejects_bad_values_in_a_later_chunk(toy_adata, tmp_path, small_c
     bad.X = X
     bad.write_h5ad(tmp_path / "bad.h5ad")
     with pytest.raises(ValueError, match="NaN"):
-        sb.tl.fit(ad.read_h5ad(tmp_path / "bad.h5ad", backed="r"), groupby="cell_type", **FAST)
+        sb.tl.fit(ad.read_h5ad(tmp_path / "bad.h5ad", backed="r"), groupby="cell_type", **fast())
 
 
 def test_lightning_checkpoints_and_trainer_options(toy_adata, tmp_path):
-    model = sb.tl.fit(toy_adata.copy(), groupby="cell_type", accelerator="cpu", devices=1,
-                      checkpoint_dir=str(tmp_path / "ckpt"), **dict(FAST, max_steps=120))
+    model = sb.tl.fit(
+        toy_adata.copy(),
+        groupby="cell_type",
+        **fast(max_steps=120, accelerator="cpu", devices=1, checkpoint_dir=str(tmp_path / "ckpt")),
+    )
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert "last.ckpt" in files and len(files) >= 2, files
     assert model.history["n_steps"] == 120 and len(model.history["step"]) >= 1

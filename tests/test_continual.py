@@ -5,7 +5,7 @@ import pytest
 
 import scbranch as sb
 
-from .conftest import FAST, assert_adata_equal, dense
+from .conftest import assert_adata_equal, dense, fast
 
 TREE4 = {"AB": {"A": None, "B": None}, "CD": {"C": None, "D": None}}
 
@@ -18,7 +18,7 @@ def four_types():
 @pytest.fixture(scope="module")
 def three_type_model(four_types):
     old = four_types[four_types.obs["cell_type"] != "D"].copy()
-    model = sb.tl.fit(old, groupby="cell_type", **dict(FAST, max_steps=400))
+    model = sb.tl.fit(old, groupby="cell_type", **fast(max_steps=400))
     return model, old
 
 
@@ -34,14 +34,14 @@ def _centroids(z, labels):
 
 
 def test_add_type_heads_only_keeps_old_types_identical(three_type_model, four_types, tmp_path):
-    model, old = _fresh(three_type_model, tmp_path)
+    model, _old = _fresh(three_type_model, tmp_path)
     new = four_types[four_types.obs["cell_type"] == "D"].copy()
     request = {"A": 25, "B": 25, "C": 25}
     before = sb.tl.generate(model, request, random_state=5, progress=False)
-    sb.tl.add_cell_type(model, new, mode="heads", max_steps=400, progress=False)
+    sb.tl.add_cell_type(new, model, mode="heads", max_steps=400, progress=False)
     assert model.types == ["A", "B", "C", "D"]
     # placed beside its true sibling C
-    parent = [n for n in model.hierarchy.internal_nodes if "D" in [c.name for c in n.children]][0]
+    parent = next(n for n in model.hierarchy.internal_nodes if "D" in [c.name for c in n.children])
     assert set(parent.leaves()) == {"C", "D"}
     placements = new.uns["scbranch"]["continual"]["placements"]
     assert placements.anchor.tolist() == ["C"] and 0 < placements.time.iloc[0] < 1
@@ -61,10 +61,10 @@ def test_add_type_heads_only_keeps_old_types_identical(three_type_model, four_ty
 
 
 def test_add_type_with_replay_trains_upstream_and_keeps_old_types_close(three_type_model, four_types, tmp_path):
-    model, old = _fresh(three_type_model, tmp_path)
+    model, _old = _fresh(three_type_model, tmp_path)
     new = four_types[four_types.obs["cell_type"] == "D"].copy()
     before = sb.tl.generate(model, 150, random_state=2, progress=False)
-    sb.tl.add_cell_type(model, new, mode="replay", max_steps=400, progress=False)
+    sb.tl.add_cell_type(new, model, mode="replay", max_steps=400, progress=False)
     trained = new.uns["scbranch"]["continual"]["trained_heads"]
     assert len(trained) >= 3  # new leaf, new node, and at least the root branch above it
     after = sb.tl.generate(model, {"A": 150, "B": 150, "C": 150}, random_state=2, progress=False)
@@ -80,7 +80,7 @@ def test_add_existing_type_is_an_error_and_changes_nothing(three_type_model, tmp
     again = old[old.obs["cell_type"] == "A"].copy()
     snapshot = again.copy()
     with pytest.raises(ValueError, match="already in the model"):
-        sb.tl.add_cell_type(model, again, progress=False)
+        sb.tl.add_cell_type(again, model, progress=False)
     assert_adata_equal(again, snapshot)
     assert model.types == ["A", "B", "C"]
 
@@ -88,18 +88,27 @@ def test_add_existing_type_is_an_error_and_changes_nothing(three_type_model, tmp
 def test_transmute_moves_cells_toward_target(three_type_model, tmp_path):
     model, old = three_type_model
     adata = old.copy()
-    out = sb.tl.transmute(model, adata, source="A", target="C", return_adata=True)
-    z = adata.obsm["scbranch_transmuted"]
+    snapshot = adata.copy()
+    out = sb.tl.transmute(adata, model, source="A", target="C")
+    assert_adata_equal(adata, snapshot)  # the input is only read: the result is a new AnnData
     is_a = (adata.obs["cell_type"] == "A").to_numpy()
-    assert np.isnan(z[~is_a]).all() and np.isfinite(z[is_a]).all()
     assert out.n_obs == is_a.sum() and (out.obs["cell_type"] == "C").all()
+    assert (out.obs["transmuted_from"] == "A").all()
+    assert list(out.obs_names) == [f"{n}-transmuted" for n in adata.obs_names[is_a]]
+    assert list(out.obs["cell_type"].cat.categories) == model.type_order
+    assert "counts" in out.layers and out.shape[1] == len(model.var_names)
+    z = out.obsm["X_scbranch"]
+    np.testing.assert_allclose(out.obsm["X_scbranch_source"], model.get_latent(adata[is_a]), atol=1e-5)
     cents = _centroids(model.get_latent(adata), adata.obs["cell_type"])
-    moved = z[is_a].mean(0)
+    moved = z.mean(0)
     assert np.linalg.norm(moved - cents["C"]) < 0.5 * np.linalg.norm(cents["A"] - cents["C"])
-    t_shared = adata.uns["scbranch_transmuted"]["time"]
+    t_shared = out.uns["scbranch"]["transmute"]["time"]
     assert t_shared == pytest.approx(model.hierarchy.root.time)  # A and C only meet at the root
-    axes = sb.pl.transmutation(adata, model, save=tmp_path / "tr.png")
+    axes = sb.pl.transmutation(adata, out, model, save=tmp_path / "tr.png")
     assert len(axes) == 2 and (tmp_path / "tr.png").stat().st_size > 5000
+    with pytest.warns(FutureWarning, match="AnnData first"):  # the order before 0.3
+        again = sb.tl.transmute(model, adata, source="A", target="C")
+    np.testing.assert_array_equal(again.obsm["X_scbranch"], z)
 
 
 def test_transmute_errors_leave_adata_unchanged(three_type_model):
@@ -107,11 +116,11 @@ def test_transmute_errors_leave_adata_unchanged(three_type_model):
     adata = old.copy()
     snapshot = adata.copy()
     with pytest.raises(KeyError, match="unknown target"):
-        sb.tl.transmute(model, adata, source="A", target="Z")
+        sb.tl.transmute(adata, model, source="A", target="Z")
     with pytest.raises(KeyError, match="unknown source"):
-        sb.tl.transmute(model, adata, source="Z", target="A")
+        sb.tl.transmute(adata, model, source="Z", target="A")
     with pytest.raises(ValueError, match="same type"):
-        sb.tl.transmute(model, adata, source="A", target="A")
+        sb.tl.transmute(adata, model, source="A", target="A")
     assert_adata_equal(adata, snapshot)
 
 
@@ -129,12 +138,12 @@ def test_augment_tops_up_rare_types(three_type_model):
 
 def test_flat_baseline_has_one_branch_per_type(four_types):
     adata = four_types.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", branched=False, **dict(FAST, max_steps=30))
+    model = sb.tl.fit(adata, groupby="cell_type", **fast(max_steps=30, branched=False))
     assert len(model.branches) == 4 and (model.branches.t_start == 0).all() and (model.branches.t_end == 1).all()
     gen = sb.tl.generate(model, 10, n_steps=40, progress=False).uns["scbranch"]["generate"]
     assert gen["nfe"] == 4 * 40 and gen["n_evals"] == 4 * 10 * 40
     with pytest.raises(ValueError, match="no hierarchy"):
-        sb.tl.fit(four_types.copy(), groupby="cell_type", branched=False, hierarchy=TREE4, **FAST)
+        sb.tl.fit(four_types.copy(), groupby="cell_type", hierarchy=TREE4, **fast(branched=False))
 
 
 def test_augment_keeps_real_annotations_and_embeddings(three_type_model):

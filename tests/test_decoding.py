@@ -8,7 +8,7 @@ import scbranch as sb
 from scbranch import metrics
 from scbranch.representation import recover_counts
 
-from .conftest import FAST, dense
+from .conftest import dense, fast
 
 
 def _lognorm(counts, target_sum=1e4):
@@ -64,7 +64,7 @@ def test_expressing_fraction_of_simulated_cells_is_recovered():
     # sparse counts (library 300 over 200 genes: ~half the entries are zero), as in real single cells
     adata = sb.simulate.simulate_tree({"AB": {"A": None, "B": None}, "C": None}, n_cells=150, n_genes=200,
                                       library_size=300, random_state=3)
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     syn = sb.tl.generate(model, 150, progress=False)
     x_real, y_real = _lognorm(dense(adata.X)), adata.obs["cell_type"].astype(str).to_numpy()
     y_syn = syn.obs["cell_type"].astype(str).to_numpy()
@@ -79,7 +79,7 @@ def test_scaled_subset_input_is_reproduced_with_per_cell_scales(toy_adata):
     full = _lognorm(dense(adata.X))
     adata = adata[:, :40].copy()
     adata.X = sparse.csr_matrix(full[:, :40])  # log-normalized over 60 genes, 40 kept
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     syn = sb.tl.generate(model, 50, progress=False)
     sums_syn = np.expm1(dense(syn.X)).sum(1)
     sums_real = np.expm1(full[:, :40]).sum(1)
@@ -98,7 +98,7 @@ def test_input_without_counts_uses_the_hurdle_decoder(toy_adata):
     x = _lognorm(dense(adata.X))
     x[x > 0] += rng.uniform(0.01, 0.2, (x > 0).sum()).astype(np.float32)  # no longer a scaling of counts
     adata.X = x
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     syn = sb.tl.generate(model, 100, progress=False)
     assert "counts" not in syn.layers and syn.X.min() >= 0
     y, y_syn = adata.obs["cell_type"].astype(str).to_numpy(), syn.obs["cell_type"].astype(str).to_numpy()
@@ -110,7 +110,7 @@ def test_new_type_without_counts_is_refused_before_the_model_changes(toy_adata):
     lognorm = toy_adata.copy()
     lognorm.X = _lognorm(dense(toy_adata.X))  # log-normalized with recoverable counts: the count decoder
     adata = lognorm[lognorm.obs["cell_type"] != "C"].copy()
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     assert model.representation.counts_decoder is not None
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     x = _lognorm(dense(new.X))
@@ -118,7 +118,7 @@ def test_new_type_without_counts_is_refused_before_the_model_changes(toy_adata):
     new.X = x
     table, heads = model.hierarchy.to_table(), dict(model.config["heads"])
     with pytest.raises(ValueError, match="decodes counts"):
-        sb.tl.add_cell_type(model, new, max_steps=50, progress=False)
+        sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
     assert model.types == ["A", "B"] and model.hierarchy.to_table().equals(table) and model.config["heads"] == heads
 
 

@@ -5,15 +5,15 @@ import pytest
 
 import scbranch as sb
 
-from .conftest import FAST, assert_adata_equal
+from .conftest import assert_adata_equal, fast
 
-KW = dict(FAST, max_steps=20)
+KW = fast(max_steps=20)
 
 
 def _check(adata, exc, match, **kwargs):
     before = adata.copy()
     with pytest.raises(exc, match=match):
-        sb.tl.fit(adata, **{"groupby": "cell_type", **KW, **kwargs})
+        sb.tl.fit(adata, **fast(**{"groupby": "cell_type", "max_steps": 20, **kwargs}))
     assert_adata_equal(adata, before)
 
 
@@ -85,7 +85,7 @@ def test_training_budget_too_small_is_a_clear_error(toy_adata, toy_model, steps)
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     new.obs["cell_type"] = "D"
     with pytest.raises(ValueError, match="max_steps must be an integer >= 20"):
-        sb.tl.add_cell_type(model, new, max_steps=steps, progress=False)
+        sb.tl.add_cell_type(new, model, max_steps=steps, progress=False)
     assert len(model.types) == n_types and model.hierarchy.to_table().equals(table)  # the model is unchanged
 
 

@@ -16,7 +16,7 @@ import torch
 import scbranch as sb
 from scbranch.model import _io
 
-from .conftest import FAST, assert_adata_equal
+from .conftest import assert_adata_equal, fast
 
 MARKER_NAME = "payload_ran"
 
@@ -124,7 +124,7 @@ def test_corrupt_config_names_the_file(toy_model, tmp_path):
     model.save(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{not json")
     rehash(tmp_path / "m")
-    with pytest.raises(ValueError, match="config.json is not a readable JSON"):
+    with pytest.raises(ValueError, match=r"config\.json is not a readable JSON"):
         sb.BranchedDiffusion.load(tmp_path / "m")
 
 
@@ -157,14 +157,14 @@ def test_save_killed_midway_keeps_the_previous_model(toy_model, tmp_path, monkey
 def test_failed_save_into_a_new_directory_leaves_nothing(toy_model, tmp_path, monkeypatch):
     model, _ = toy_model
     monkeypatch.setattr(_io, "_write", lambda path, data: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         model.save(tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_numpy_scalar_options_save_and_load(toy_adata, tmp_path):
     adata = toy_adata.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", random_state=np.int64(1), **dict(FAST, max_steps=60))
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=np.int64(1), **fast(max_steps=60))
     model.save(tmp_path / "m")
     model.save(tmp_path / "m", overwrite=True)
     again = sb.BranchedDiffusion.load(tmp_path / "m")
@@ -186,29 +186,30 @@ def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, monkeyp
     from scbranch.model import _training
 
     old = toy_adata[toy_adata.obs["cell_type"] != "C"].copy()
-    model = sb.tl.fit(old, groupby="cell_type", random_state=0, **FAST)
+    model = sb.tl.fit(old, groupby="cell_type", random_state=0, **fast())
     before = state_of(model)
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     new_before = new.copy()
 
     def dying_train(*args, **kwargs):
-        raise error("interrupted")
+        msg = "interrupted"
+        raise error(msg)
 
     monkeypatch.setattr(_training, "train_module", dying_train)
     with pytest.raises(error):
-        sb.tl.add_cell_type(model, new, max_steps=50, progress=False)
+        sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
     monkeypatch.undo()
     assert_same_state(state_of(model), before)
     assert model.types == ["A", "B"]
     assert_adata_equal(new, new_before)
     assert sb.tl.generate(model, 3, progress=False).n_obs == 6
-    sb.tl.add_cell_type(model, new, max_steps=50, progress=False)  # and the same call then works
+    sb.tl.add_cell_type(new, model, max_steps=50, progress=False)  # and the same call then works
     assert sorted(model.types) == ["A", "B", "C"]
 
 
 # ---- strict trees and options -------------------------------------------------------------------------------
 def fit_quick(adata, **kw):
-    return sb.tl.fit(adata, groupby="cell_type", **{"random_state": 0, **FAST, "max_steps": 40, **kw})
+    return sb.tl.fit(adata, groupby="cell_type", **{"random_state": 0, **fast(), "max_steps": 40, **kw})
 
 
 @pytest.mark.parametrize(("newick", "match"), [
@@ -280,7 +281,7 @@ def test_bad_fit_inputs_fail_first_and_clearly(toy_adata, case):
     (lambda m, a: sb.tl.generate(m, {"A": 2.7}), "whole numbers of cells"),
     (lambda m, a: sb.tl.generate(m, 3, random_state=-1), "random_state"),
     (lambda m, a: sb.tl.generate(m, 3, key_added="a/b"), "without '/'"),
-    (lambda m, a: sb.tl.transmute(m, a, source="A", target="C", n_steps=0), "n_steps must be an integer >= 1"),
+    (lambda m, a: sb.tl.transmute(a, m, source="A", target="C", n_steps=0), "n_steps must be an integer >= 1"),
     (lambda m, a: sb.tl.augment(a, m, min_cells=0), "min_cells must be an integer >= 1"),
 ])
 def test_bad_sampling_options_are_errors(toy_model, call, match):

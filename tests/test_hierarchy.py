@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 import scbranch as sb
+from scbranch._anndata import to_lognorm
 from scbranch.hierarchy import Hierarchy, SeparationTest, calibrate_times, data_topology
 from scbranch.module import VPSDE
 from scbranch.representation import PCARepresentation
-from scbranch._anndata import to_lognorm
 
 NAMES = {"lymphoid": {"CD4+/CD45RA+ T": None, "CD19+ B": None}, "myeloid": ["CD14+ Monocyte", "Dendritic: cDC (1)"]}
 
@@ -75,7 +75,7 @@ def test_branches_cover_time_once_per_type():
     df = h.branches()
     assert df.t_start.le(df.t_end).all()
     for ty in h.leaves:
-        rows = df[df.cell_types.map(lambda c: ty in c)].sort_values("t_start")
+        rows = df[df.cell_types.map(lambda c, ty=ty: ty in c)].sort_values("t_start")
         # contiguous intervals from 0 to 1
         assert rows.t_start.iloc[0] == 0.0 and rows.t_end.iloc[-1] == 1.0
         np.testing.assert_allclose(rows.t_end.to_numpy()[:-1], rows.t_start.to_numpy()[1:])

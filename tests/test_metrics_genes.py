@@ -4,14 +4,14 @@ import anndata as ad
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from scipy import sparse  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
 
-import scbranch as sb  # noqa: E402
-from scbranch import metrics  # noqa: E402
+import scbranch as sb
+from scbranch import metrics
 
 TREE = {"AB": {"A": None, "B": None}, "C": None}
 
@@ -138,7 +138,9 @@ def test_plots_return_the_figure_on_request(tmp_path):
     import scbranch as sb
 
     adata = sb.simulate.simulate_tree({"AB": {"A": None, "B": None}, "C": None}, n_cells=40, n_genes=30)
-    model = sb.tl.fit(adata, groupby="cell_type", width=32, n_blocks=1, max_steps=20, progress=False)
+    model = sb.tl.fit(
+        adata, groupby="cell_type", max_steps=20, progress=False, model_kwargs={"width": 32, "n_blocks": 1}
+    )
     adata.uns["cell_type_colors"] = ["#111111", "#222222", "#333333"]
     syn = sb.tl.generate(model, 10, progress=False)
     for fig in (sb.pl.hierarchy(adata, return_fig=True), sb.pl.branch_points(adata, return_fig=True),

@@ -10,7 +10,7 @@ import pytest
 import scbranch as sb
 from scbranch.hierarchy._ontology import KNOWN_LABELS, map_labels, ontology_hierarchy
 
-from .conftest import FAST
+from .conftest import fast
 
 
 def _join(h, a, b):
@@ -57,7 +57,7 @@ def test_deprecated_term_follows_replacement(caplog):
 def test_label_at_an_internal_ontology_node():
     h = ontology_hierarchy(map_labels(["T cell", "CD8-positive, alpha-beta T cell", "CD4-positive, alpha-beta T cell",
                                        "B cell"]))
-    node = [n for n in h.internal_nodes if "T cell" in [c.name for c in n.children]][0]
+    node = next(n for n in h.internal_nodes if "T cell" in [c.name for c in n.children])
     # the generic "T cell" type is a leaf beside its subtypes, under the node for its own term
     assert node.name == "T cell [CL:0000084]"
     assert set(node.leaves()) == {"T cell", "CD8-positive, alpha-beta T cell", "CD4-positive, alpha-beta T cell"}
@@ -65,13 +65,15 @@ def test_label_at_an_internal_ontology_node():
 
 def test_fit_with_cell_ontology_on_pbmc(tmp_path):
     adata = sb.datasets.pbmc68k()
-    model = sb.tl.fit(adata, groupby="bulk_labels", hierarchy="cl", **dict(FAST, max_steps=30))
+    model = sb.tl.fit(adata, groupby="bulk_labels", hierarchy="cl", **fast(max_steps=30))
     uns = adata.uns["scbranch"]
     assert uns["params"]["hierarchy_source"] == "cl"
     assert "lymphocyte" in [n.name for n in model.hierarchy.internal_nodes]
     bp = uns["branch_points"]
     assert {"conflict", "monotone_adjusted", "raw_time"} <= set(bp.columns)
-    assert (bp.loc[bp.monotone_adjusted, "conflict"] != "").all() and (bp.loc[~bp.monotone_adjusted, "conflict"] == "").all()
+    assert (bp.loc[bp.monotone_adjusted, "conflict"] != "").all() and (
+        bp.loc[~bp.monotone_adjusted, "conflict"] == ""
+    ).all()
     ax = sb.pl.hierarchy(adata, save=tmp_path / "h.png")
     assert len(ax.get_yticklabels()) == 10 and "(240)" in ax.get_yticklabels()[-1].get_text() + "".join(
         t.get_text() for t in ax.get_yticklabels())
@@ -95,12 +97,13 @@ def cellxgene_like():
 def test_cellxgene_style_ontology_column(cellxgene_like):
     adata = cellxgene_like
     with pytest.raises(ValueError, match="could not map"):
-        sb.tl.fit(adata.copy(), groupby="cell_type", hierarchy="cl", **FAST)
-    model = sb.tl.fit(adata, groupby="cell_type", hierarchy="cl", ontology_key="cell_type_ontology_term_id",
-                      **dict(FAST, max_steps=20))
+        sb.tl.fit(adata.copy(), groupby="cell_type", hierarchy="cl", **fast())
+    model = sb.tl.fit(
+        adata, groupby="cell_type", hierarchy="cl", **fast(max_steps=20, ontology_key="cell_type_ontology_term_id")
+    )
     assert _join(model.hierarchy, "my B", "my CD8 T") == "lymphocyte"
     assert _join(model.hierarchy, "my CD8 T", "my CD4 T") != "lymphocyte"
-    by_id = sb.tl.fit(adata.copy(), groupby="cell_type_ontology_term_id", hierarchy="cl", **dict(FAST, max_steps=20))
+    by_id = sb.tl.fit(adata.copy(), groupby="cell_type_ontology_term_id", hierarchy="cl", **fast(max_steps=20))
     assert set(by_id.types) == {"CL:0000236", "CL:0000625", "CL:0000624", "CL:0000576"}
 
 
@@ -109,6 +112,6 @@ def test_label_with_two_ontology_ids_is_an_error(cellxgene_like):
     adata.obs.loc[adata.obs_names[0], "cell_type_ontology_term_id"] = "CL:0000084"
     before = adata.copy()
     with pytest.raises(ValueError, match="more than one ID"):
-        sb.tl.fit(adata, groupby="cell_type", hierarchy="cl", ontology_key="cell_type_ontology_term_id", **FAST)
+        sb.tl.fit(adata, groupby="cell_type", hierarchy="cl", **fast(ontology_key="cell_type_ontology_term_id"))
     pd.testing.assert_frame_equal(adata.obs, before.obs)
     assert "scbranch" not in adata.uns

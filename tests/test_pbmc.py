@@ -9,7 +9,9 @@ import scbranch as sb
 @pytest.fixture(scope="module")
 def pbmc_fit():
     adata = sb.datasets.pbmc68k()
-    model = sb.tl.fit(adata, groupby="bulk_labels", width=128, max_steps=1500, progress=False, random_state=0)
+    model = sb.tl.fit(
+        adata, groupby="bulk_labels", max_steps=1500, progress=False, random_state=0, model_kwargs={"width": 128}
+    )
     return model, adata
 
 

@@ -64,7 +64,9 @@ def test_tree_walk_shares_upstream_steps_and_matches_per_type_sampling():
     n = {"a": 500, "b": 300, "c": 200}
     ts = get_times(100)
     kw = {"sde": SDE, "n_features": 2, "progress": False}
-    shared, st = sample_tree(eps, SAMPLERS["ddim"], paths, bounds, n, ts, generator=torch.Generator().manual_seed(0), **kw)
+    shared, st = sample_tree(
+        eps, SAMPLERS["ddim"], paths, bounds, n, ts, generator=torch.Generator().manual_seed(0), **kw
+    )
     alone_evals, alone_nfe, alone = 0, 0, {}
     for ty in n:
         out, st1 = sample_tree(eps, SAMPLERS["ddim"], paths, bounds, {ty: n[ty]}, ts,

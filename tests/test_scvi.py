@@ -5,10 +5,10 @@ import pytest
 
 import scbranch as sb
 
-from .conftest import FAST, assert_adata_equal, dense
+from .conftest import assert_adata_equal, dense, fast
 from .test_faults import MARKER_NAME, write_payload
 
-SCVI = dict(FAST, max_steps=150, scvi_epochs=15)
+SCVI = fast(max_steps=150, scvi_epochs=15)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,8 @@ def test_scvi_accepts_a_trained_scvi_model(batched, tmp_path):
     vae = scvi.model.SCVI(counts, n_latent=5)
     vae.train(max_epochs=5, enable_progress_bar=False, accelerator="cpu")
     adata = batched.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", scvi_model=vae, batch_key="batch", **SCVI)
+    model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", batch_key="batch",
+                      **fast(max_steps=150, scvi_epochs=15, scvi_model=vae))
     assert model.representation.scvi is vae and model.representation.n_features == 5
     assert sb.tl.generate(model, 5, progress=False).layers["counts"].shape == (15, adata.n_vars)
     model.save(tmp_path / "m")  # rebuilt from its options and tensors: the user's layer and batch order kept

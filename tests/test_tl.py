@@ -1,12 +1,10 @@
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import sparse
 
 import scbranch as sb
 
-from .conftest import FAST, TOY_TREE, dense
+from .conftest import TOY_TREE, dense, fast
 
 
 def test_fit_writes_documented_keys(toy_model, toy_adata):
@@ -56,7 +54,7 @@ def test_same_seed_same_cells_different_seed_different(toy_model):
 
 
 def test_fit_is_reproducible(toy_adata):
-    kw = dict(FAST, max_steps=60)
+    kw = fast(max_steps=60)
     m1 = sb.tl.fit(toy_adata.copy(), groupby="cell_type", random_state=1, **kw)
     m2 = sb.tl.fit(toy_adata.copy(), groupby="cell_type", random_state=1, **kw)
     for p1, p2 in zip(m1.module.parameters(), m2.module.parameters()):
@@ -106,7 +104,7 @@ def test_given_tree_sets_topology(toy_adata, form):
     h = sb.Hierarchy.from_dict(TOY_TREE)
     tree = {"dict": TOY_TREE, "newick": h.to_newick(), "table": h.to_table().drop(columns="time")}[form]
     adata = toy_adata.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", hierarchy=tree, **dict(FAST, max_steps=30))
+    model = sb.tl.fit(adata, groupby="cell_type", hierarchy=tree, **fast(max_steps=30))
     assert {frozenset(n.leaves()) for n in model.hierarchy.internal_nodes} == {
         frozenset({"A", "B"}), frozenset({"A", "B", "C"})}
     assert adata.uns["scbranch"]["params"]["hierarchy_source"] == "given"
@@ -115,19 +113,19 @@ def test_given_tree_sets_topology(toy_adata, form):
 def test_lognormalized_input_is_detected(toy_adata):
     adata = toy_adata.copy()
     adata.layers["lognorm"] = np.log1p(adata.X / adata.X.sum(1, keepdims=True) * 1e4)
-    sb.tl.fit(adata, groupby="cell_type", layer="lognorm", **dict(FAST, max_steps=20))
+    sb.tl.fit(adata, groupby="cell_type", layer="lognorm", **fast(max_steps=20))
     assert adata.uns["scbranch"]["params"]["input_kind"] == "lognorm"
 
 
 def test_drop_small_skips_rare_types(toy_adata):
     adata = toy_adata[np.r_[0:100, 120:220, 220:223]].copy()  # C has 3 cells
-    model = sb.tl.fit(adata, groupby="cell_type", min_cells=5, drop_small=True, **dict(FAST, max_steps=20))
+    model = sb.tl.fit(adata, groupby="cell_type", **fast(max_steps=20, min_cells=5, drop_small=True))
     assert model.types == ["A", "B"] and adata.obsm["X_scbranch"].shape[0] == adata.n_obs
 
 
 def test_componentwise_schedule_fits_calibrates_and_round_trips(toy_adata, tmp_path):
     adata = toy_adata.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", softness=1.0, random_state=0, **dict(FAST, max_steps=100))
+    model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast(max_steps=100, softness=1.0))
     sde = model.module.sde
     assert isinstance(sde, sb.module.ComponentwiseVPSDE) and sde.softness == 1.0
     assert sde.order[0] == 0.0  # PC1 has the most variance: generated first
@@ -142,4 +140,4 @@ def test_componentwise_schedule_fits_calibrates_and_round_trips(toy_adata, tmp_p
     np.testing.assert_allclose(dense(sb.tl.generate(again, 15, progress=False, random_state=0).X), dense(syn.X),
                                atol=1e-5)
     with pytest.raises(ValueError, match="softness"):
-        sb.tl.fit(toy_adata.copy(), groupby="cell_type", softness=0.0, **FAST)
+        sb.tl.fit(toy_adata.copy(), groupby="cell_type", **fast(softness=0.0))

@@ -6,7 +6,7 @@ import pytest
 import scbranch as sb
 from scbranch.model._training import StopRule
 
-from .conftest import FAST, assert_adata_equal
+from .conftest import assert_adata_equal, fast
 
 
 def replay(rule: StopRule, losses, every: int = 250):
@@ -45,7 +45,7 @@ def test_stop_rule_ignores_non_finite_checks():
 
 def test_fit_stops_by_the_rule_and_records_why(toy_adata):
     adata = toy_adata.copy()
-    kw = dict(FAST, max_steps=3000, train_kwargs={"stop_tol": 0.05, "stop_window": 200, "min_steps": 200,
+    kw = fast(max_steps=3000, train_kwargs={"stop_tol": 0.05, "stop_window": 200, "min_steps": 200,
                                                   "check_every": 50})
     model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **kw)
     hist = model.history
@@ -53,12 +53,12 @@ def test_fit_stops_by_the_rule_and_records_why(toy_adata):
     assert hist["stop_reason"].startswith(f"stopped at step {hist['n_steps']} of 3000")
     assert str(adata.uns["scbranch"]["training"]["stop_reason"]) == hist["stop_reason"]
     full = sb.tl.fit(toy_adata.copy(), groupby="cell_type", random_state=0,
-                     **dict(FAST, max_steps=100, train_kwargs={"stop_tol": 0.0}))
+                     **fast(max_steps=100, train_kwargs={"stop_tol": 0.0}))
     assert full.history["n_steps"] == 100 and full.history["stop_reason"] == "reached max_steps=100"
 
 
 def test_unknown_train_kwargs_fail_first(toy_adata):
     adata = toy_adata.copy()
     with pytest.raises(TypeError, match="unknown train_kwargs \\['patience'\\]"):
-        sb.tl.fit(adata, groupby="cell_type", train_kwargs={"patience": 3}, **FAST)
+        sb.tl.fit(adata, groupby="cell_type", **fast(train_kwargs={"patience": 3}))
     assert_adata_equal(adata, toy_adata)

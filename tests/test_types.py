@@ -12,7 +12,7 @@ import scbranch as sb
 from scbranch.module import VPSDE
 from scbranch.sampling import get_sampler, get_times, sample_tree
 
-from .conftest import FAST, assert_adata_equal
+from .conftest import assert_adata_equal, fast
 
 MU = {1: torch.tensor([3.0, 0.0]), 2: torch.tensor([-3.0, 0.0])}
 S = 0.5
@@ -70,13 +70,13 @@ def test_resampling_at_a_late_branch_point_recovers_each_component(resample):
 @pytest.fixture(scope="module")
 def typed_model(toy_adata):
     adata = toy_adata.copy()
-    return sb.tl.fit(adata, groupby="cell_type", random_state=0, **FAST), adata
+    return sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast()), adata
 
 
 def test_score_types_transfers_labels_and_orders_certainty(typed_model, toy_adata, tmp_path):
     model, adata = typed_model
     target = toy_adata.copy()
-    out = sb.tl.score_types(model, target, copy=True)
+    out = sb.tl.score_types(target, model, copy=True)
     assert_adata_equal(target, toy_adata)  # copy=True leaves the input alone
     truth = toy_adata.obs["cell_type"].astype(str).to_numpy()
     acc = float((out.obs["scbranch_types"].astype(str).to_numpy() == truth).mean())
@@ -113,21 +113,23 @@ def test_generate_with_resampling_and_the_classifier_round_trips(typed_model, tm
 
 def test_without_a_classifier_resampling_and_scoring_are_errors(toy_adata):
     adata = toy_adata.copy()
-    model = sb.tl.fit(adata, groupby="cell_type", type_classifier=False, **dict(FAST, max_steps=40))
+    model = sb.tl.fit(adata, groupby="cell_type", **fast(max_steps=40, type_classifier=False))
     with pytest.raises(ValueError, match="type classifier"):
         sb.tl.generate(model, 5, resample=True, progress=False)
     before = adata.copy()
     with pytest.raises(ValueError, match="no type classifier"):
-        sb.tl.score_types(model, adata)
+        sb.tl.score_types(adata, model)
     assert_adata_equal(adata, before)
 
 
 def test_sharing_moves_branch_points_down_and_saves_evaluations(toy_adata):
-    models = {s: sb.tl.fit(toy_adata.copy(), groupby="cell_type", sharing=s, type_classifier=False,
-                           **dict(FAST, max_steps=40)) for s in (0.0, 1.0)}
+    models = {
+        s: sb.tl.fit(toy_adata.copy(), groupby="cell_type", sharing=s, **fast(max_steps=40, type_classifier=False))
+        for s in (0.0, 1.0)
+    }
     times = {s: sorted(n.time for n in m.hierarchy.internal_nodes) for s, m in models.items()}
     assert all(a < b for a, b in zip(times[1.0], times[0.0]))
     evals = {s: sb.tl.generate(m, 50, progress=False).uns["scbranch"]["generate"]["n_evals"] for s, m in models.items()}
     assert evals[1.0] < evals[0.0]
-    with pytest.raises(ValueError, match="sharing must be in"):
-        sb.tl.fit(toy_adata.copy(), groupby="cell_type", sharing=1.5, **FAST)
+    with pytest.raises(ValueError, match="sharing must be"):
+        sb.tl.fit(toy_adata.copy(), groupby="cell_type", sharing=1.5, **fast())

@@ -29,7 +29,7 @@ sb.metrics.centroid_table(adata.obsm["X_scbranch"], adata.obs["bulk_labels"],
                           syn.obsm["X_scbranch"], syn.obs["bulk_labels"])
 
 # %%
-sb.pl.synthetic_vs_real(adata, syn, groupby="bulk_labels", save="quickstart_real_vs_synthetic.png")
+sb.pl.synthetic_vs_real(adata, syn, groupby="bulk_labels", save="_quickstart.png")
 
 # %% [markdown]
 # Gene by gene. `pbmc68k_reduced`'s log-normalized values are a per-cell scaling of integer counts, so scbranch
@@ -41,6 +41,6 @@ sb.pl.synthetic_vs_real(adata, syn, groupby="bulk_labels", save="quickstart_real
 
 # %%
 print(syn)
-sb.pl.realism(adata, syn, groupby="bulk_labels", save="quickstart_realism.png")
+sb.pl.realism(adata, syn, groupby="bulk_labels", save="_quickstart.png")
 sb.metrics.gene_level_quality(model.get_lognorm(adata), adata.obs["bulk_labels"], syn.X, syn.obs["bulk_labels"],
                               var_names=adata.var_names, groupby="bulk_labels")

@@ -28,8 +28,8 @@ bp = train.uns["scbranch"]["branch_points"]
 bp[["node", "time", "monotone_adjusted", "conflict"]]
 
 # %%
-sb.pl.hierarchy(train, save="cl_hierarchy.png")
-sb.pl.branch_points(train, save="cl_branch_points.png")
+sb.pl.hierarchy(train, save="_cl.png")
+sb.pl.branch_points(train, save="_cl.png")
 
 # %% [markdown]
 # Augment every type to at least 100 cells and compare a classifier trained on real cells only with one

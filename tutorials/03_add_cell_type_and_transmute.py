@@ -21,7 +21,7 @@ model = sb.tl.fit(old, groupby="bulk_labels", max_steps=steps)
 before = sb.tl.generate(model, {"CD19+ B": 50}, random_state=1)
 
 # %%
-sb.tl.add_cell_type(model, nk, mode="heads", max_steps=steps)
+sb.tl.add_cell_type(nk, model, mode="heads", max_steps=steps)
 print(nk.uns["scbranch"]["continual"]["placements"])
 after = sb.tl.generate(model, {"CD19+ B": 50}, random_state=1)
 print("B cells unchanged after adding NK:", np.array_equal(before.X.toarray(), after.X.toarray()))
@@ -32,6 +32,6 @@ sb.metrics.centroid_table(model.get_latent(adata), adata.obs["bulk_labels"], syn
                           syn.obs["bulk_labels"]).loc[["CD56+ NK"]]
 
 # %%
-sb.tl.transmute(model, adata, source="CD14+ Monocyte", target="Dendritic")
-print(adata.uns["scbranch_transmuted"])
-sb.pl.transmutation(adata, model, save="transmutation.png")
+transmuted = sb.tl.transmute(adata, model, source="CD14+ Monocyte", target="Dendritic")
+print(transmuted.uns["scbranch"]["transmute"])
+sb.pl.transmutation(adata, transmuted, model, save="_monocyte_to_dendritic.png")

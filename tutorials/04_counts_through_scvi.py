@@ -20,7 +20,7 @@ import scbranch as sb
 steps = int(os.environ.get("SCBRANCH_TUTORIAL_STEPS", "0")) or None
 adata = sb.datasets.pbmc68k_counts()
 model = sb.tl.fit(adata, groupby="bulk_labels", representation="scvi", layer="counts",
-                  scvi_epochs=20 if steps else 400, max_steps=steps)
+                  max_steps=steps, model_kwargs={"scvi_epochs": 20 if steps else 400})
 syn = sb.tl.generate(model, 60)
 print(syn)
 

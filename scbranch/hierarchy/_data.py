@@ -37,7 +37,6 @@ from scipy.spatial.distance import squareform
 from ..module import T_EPS, VPSDE
 from ._tree import Hierarchy, Node, fresh_names
 
-
 N_REF = 200
 
 

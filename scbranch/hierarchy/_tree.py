@@ -68,7 +68,8 @@ class Hierarchy:
                 raise ValueError(msg)
             for child in node.children:
                 if node.time is not None and child.time is not None and child.time > node.time + 1e-9:
-                    msg = f"branch times must not increase from root to leaf: {child.name!r} ({child.time:.3g}) > its parent {node.name!r} ({node.time:.3g})"
+                    msg = (f"branch times must not increase from root to leaf: {child.name!r} ({child.time:.3g}) > "
+                           f"its parent {node.name!r} ({node.time:.3g})")
                     raise ValueError(msg)
         if root.time is not None and not 0 <= root.time <= 1:
             msg = f"branch times are diffusion times in [0, 1]; the root has {root.time:.3g}"

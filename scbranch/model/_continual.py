@@ -70,9 +70,6 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
     """Add the types in ``labels_new`` to ``model`` in place (see module docstring); returns a report."""
     from ._training import train_module
 
-    if mode not in ("heads", "replay"):
-        msg = f"mode must be 'heads' or 'replay', got {mode!r}"
-        raise ValueError(msg)
     old_types = list(model.types)
     placements = place_new_types(model, z_new, labels_new, random_state=random_state)
     replay = None
@@ -122,3 +119,38 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
         {"mode": mode, "types": [p[0] for p in placements], "n_steps": hist["n_steps"],
          "best_val_loss": hist["best_val_loss"], "trained_heads": trainable})
     return {"placements": placements, "trained_heads": trainable, "history": hist}
+
+
+def add_from_adata(model, adata_new, *, groupby: str | None = None, mode: str = "heads", min_cells: int = 5,
+                   max_steps: int | None = None, random_state: int = 0, progress: bool = True) -> dict:
+    """:meth:`BranchedDiffusion.add_cell_type`: validate the new cells, then place, train and extend the decoder
+    on a working copy committed only when all of it succeeded. The report adds ``latent`` (the new cells in
+    model space)."""
+    from .. import _anndata
+
+    _anndata.check_steps(max_steps)
+    random_state = _anndata.check_seed(random_state)
+    if mode not in ("heads", "replay"):
+        msg = f"mode must be 'heads' or 'replay', got {mode!r}"
+        raise ValueError(msg)
+    labels, types = _anndata.check_labels(adata_new, groupby or model.groupby, min_cells=min_cells,
+                                          drop_small=False, min_types=1)
+    dup = sorted(set(types) & set(model.types))
+    if dup:
+        msg = f"cell types already in the model: {dup}; add only new types (the model knows {model.types})"
+        raise ValueError(msg)
+    if not model.is_trained:
+        msg = "the model is not trained"
+        raise RuntimeError(msg)
+    data = model.decoder_data(adata_new, labels.to_numpy())
+    if model.representation.makes_counts and data.counts is None:
+        msg = ("this model decodes counts, but the new cells hold no counts (raw, or log-normalized values that are "
+               "a per-cell scaling of integer counts); pass layer= / use_raw= to the counts")
+        raise ValueError(msg)
+    z_new = model.representation.transform(data.x, batch=data.batch)
+    steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
+    with model.transaction() as work:
+        report = add_cell_types(work, z_new, labels.to_numpy(), mode=mode, max_steps=steps,
+                                random_state=random_state, progress=progress)
+        work.fit_decoder(data, random_state=random_state)
+    return {**report, "latent": z_new}

@@ -7,6 +7,7 @@ hierarchy and the type order — and training, sampling, save and load.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -25,9 +26,12 @@ from ..module import make_module
 from ..module._network import upgrade_state_dict
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ._config import ModelConfig, SetupConfig, TrainConfig
+from ._config import options as config_options
 from ._io import load_dir, plain, save_dir
-from ._training import train_module
-from ._types import load_type_classifier, make_resampler
+from ._setup import prepare
+from ._training import default_steps, train_module
+from ._types import fit_type_classifier, load_type_classifier, make_resampler
 
 # 50 network evaluations per trajectory for every sampler (benchmarks/schedules.py): at this budget the
 # stochastic samplers (Euler–Maruyama, PC) matched 1,000-step Euler–Maruyama on MMD on both datasets, the
@@ -37,9 +41,58 @@ DEFAULT_SAMPLER = "euler_maruyama"
 
 
 class BranchedDiffusion:
-    """A hierarchically branched diffusion model of cells (build it with :func:`scbranch.tl.fit`)."""
+    """A hierarchically branched diffusion model of the cells of an AnnData.
 
-    def __init__(self, config: dict, representation, hierarchy: Hierarchy):
+    Set up on ``adata`` (validation, the model space, the hierarchy and its branch points), then
+    :meth:`train`, :meth:`generate`, :meth:`add_cell_type`, :meth:`save` / :meth:`load`. ``scbranch.tl.fit``
+    does setup and training in one call and records the diagnostics in ``adata.uns``.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes (raw counts or log-normalized; which one is detected and logged). Not modified.
+    groupby
+        ``adata.obs`` column of cell types; ``None``: the first usual label column (see ``tl.fit``).
+    hierarchy
+        ``None``/``"data"`` (learned from the data), ``"cl"`` (Cell Ontology), a Newick string or file, a nested
+        dict, a parent/child table or a :class:`~scbranch.Hierarchy` (see ``tl.fit``).
+    random_state
+        Seed of the representation, the branch-point test, the network's initialisation and training.
+    progress
+        Progress bars.
+    **options
+        Fields of :class:`~scbranch.model.SetupConfig` (how cells are read: ``layer``, ``batch_key``,
+        ``min_cells``, …) and :class:`~scbranch.model.ModelConfig` (``representation``, ``n_comps``, ``width``,
+        ``sharing``, …); an unknown name is a ``TypeError`` listing the valid ones.
+
+    Examples
+    --------
+    >>> model = sb.BranchedDiffusion(adata, groupby="bulk_labels", width=64)
+    >>> model.train(max_steps=2000)
+    >>> syn = model.generate(200)
+    """
+
+    def __init__(self, adata: ad.AnnData, *, groupby: str | None = None, hierarchy=None, random_state: int = 0,
+                 progress: bool = True, **options):
+        setup, model_options = config_options(options, SetupConfig, ModelConfig, where="model options")
+        self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
+                                random_state=random_state, progress=progress)
+        self._build(self.prepared.config, self.prepared.rep, self.prepared.tree)
+        # the given scVI model is held by the representation: a second reference would be deep-copied by
+        # transaction() (scVI and its AnnData), so the options keep only the plain values
+        self.setup_options, self.model_options = setup, dataclasses.replace(model_options, scvi_model=None)
+        self.train_options = None
+
+    @classmethod
+    def from_parts(cls, config: dict, representation, hierarchy: Hierarchy) -> BranchedDiffusion:
+        """Low level: a model from its config, a fitted representation and a timed hierarchy, with no training
+        data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`)."""
+        model = cls.__new__(cls)
+        model._build(config, representation, hierarchy)
+        model.prepared, model.setup_options, model.model_options, model.train_options = None, None, None, None
+        return model
+
+    def _build(self, config: dict, representation, hierarchy: Hierarchy) -> None:
         self.config = plain(config)  # plain JSON values by construction: a numpy scalar option cannot break save
         self.representation = representation
         self.hierarchy = hierarchy
@@ -159,7 +212,8 @@ class BranchedDiffusion:
         X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
         missing = self.var_names.difference(var_names)
         if len(missing):
-            msg = f"{len(missing)} of the model's {len(self.var_names)} genes are missing from adata, e.g. {list(missing[:5])}"
+            msg = (f"{len(missing)} of the model's {len(self.var_names)} genes are missing from adata, "
+                   f"e.g. {list(missing[:5])}")
             raise ValueError(msg)
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
@@ -191,9 +245,50 @@ class BranchedDiffusion:
         return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
-    def train(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
-              progress: bool = True, **kwargs) -> dict:
-        """Train on model-space cells ``z`` with string ``labels`` (all in ``self.types``)."""
+    def train(self, max_steps: int | None = None, *, progress: bool = True, trainer_kwargs: Mapping | None = None,
+              **train_options) -> dict:
+        """Train the score network on the cells it was set up on, then the decoder and the type classifier.
+
+        Parameters
+        ----------
+        max_steps
+            The most optimizer steps (default :func:`default_steps`); the stopping rule usually ends earlier.
+        trainer_kwargs
+            Passed to ``lightning.Trainer`` (callbacks are added to scbranch's own).
+        **train_options
+            Fields of :class:`~scbranch.model.TrainConfig` (``batch_size``, ``lr``, ``stop_tol``, ``accelerator``, …).
+
+        Returns
+        -------
+        The loss history (also ``self.history``): steps, train/validation loss per check, ``stop_reason``.
+        """
+        (options,) = config_options({"max_steps": max_steps, **train_options}, TrainConfig, where="train options")
+        if self.prepared is None:
+            msg = (
+                "this model holds no training data (it was loaded or built from parts); set up a new one on an AnnData"
+            )
+            raise RuntimeError(msg)
+        p, seed = self.prepared, int(self.config["random_state"])
+        n_train = len(p.z)
+        steps = options.max_steps or (options.max_epochs * int(np.ceil(n_train / options.batch_size))
+                                      if options.max_epochs else default_steps(n_train))
+        t0 = logg.info(f"    training {len(self.branches)} branches for up to {steps} steps")
+        hist = self.train_arrays(p.z, p.y, max_steps=steps, random_state=seed, progress=progress,
+                                 trainer_kwargs=trainer_kwargs, **options.module_kwargs())
+        self.fit_decoder(p.decoder, random_state=seed)
+        if self.model_options.type_classifier:
+            with torch_threads():
+                # as many steps as the score net took, within [200, 1000]: a small net on the same noised cells
+                fit_type_classifier(self, p.z, p.y, steps=int(np.clip(hist["n_steps"], 200, 1000)), random_state=seed)
+        logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
+                  f"{hist['best_val_loss']:.4f}", time=t0)
+        self.train_options = dataclasses.replace(options, max_steps=steps)
+        return hist
+
+    def train_arrays(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
+                     progress: bool = True, **kwargs) -> dict:
+        """Low level: train the score network on model-space cells ``z`` with string ``labels`` (all in
+        ``self.types``); ``kwargs`` go to :func:`~scbranch.model._training.train_module`."""
         codes = pd.Categorical(labels, categories=self.types).codes
         if (codes < 0).any():
             msg = f"labels outside the model's types: {sorted(set(labels) - set(self.types))}"
@@ -243,14 +338,15 @@ class BranchedDiffusion:
         branch point, a child draws its rows from the parent's by the type classifier's posterior ratio.
         """
         if not self.is_trained:
-            msg = "the model is not trained; call scbranch.tl.fit first"
+            msg = "the model is not trained; call model.train() or scbranch.tl.fit first"
             raise RuntimeError(msg)
         sample_fn = get_sampler(sampler)
         req = self._n_per_type(n_cells)
         n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
         _anndata.check_count(n_steps, what="n_steps")
         if resample and self.classifier is None:
-            msg = "resample=True needs the model's type classifier (fit(type_classifier=True); dropped when a type is added)"
+            msg = ("resample=True needs the model's type classifier (model_kwargs={'type_classifier': True}, the "
+                   "default)")
             raise ValueError(msg)
         resampler = make_resampler(self) if resample else None
         paths, bounds, heads = self.walk_layout()
@@ -271,14 +367,32 @@ class BranchedDiffusion:
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
+    def generate(self, n_cells: int | Mapping[str, int] = 100, **kwargs) -> ad.AnnData:
+        """Synthetic cells per type as a new AnnData: :func:`scbranch.tl.generate` (options and keys written)."""
+        from ._generate import generate
+
+        return generate(self, n_cells, **kwargs)
+
+    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> dict:
+        """Add the cell types of ``adata_new`` without the old training data, in one transaction:
+        :func:`scbranch.tl.add_cell_type` (options). Returns the report (placements, trained heads, history)."""
+        from ._continual import add_from_adata
+
+        return add_from_adata(self, adata_new, **kwargs)
+
     @contextmanager
     def transaction(self):
         """A working copy of the model; its changes are committed to this model only if the block completes.
 
         Any exception (KeyboardInterrupt included) leaves this model exactly as it was: methods that change a
-        trained model (:func:`~scbranch.tl.add_cell_type`) run inside one.
+        trained model (:meth:`add_cell_type`) run inside one.
         """
-        work = copy.deepcopy(self)
+        prepared, self.prepared = self.prepared, None  # the setup data are not copied (only read, never changed)
+        try:
+            work = copy.deepcopy(self)
+        finally:
+            self.prepared = prepared
+        work.prepared = prepared
         yield work
         self.__dict__.update(work.__dict__)
 
@@ -302,7 +416,7 @@ class BranchedDiffusion:
         try:
             rep = REPRESENTATIONS[meta["representation"]].from_state_dict(state["representation"],
                                                                            meta=meta.get("representation_meta", {}))
-            model = cls(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
+            model = cls.from_parts(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
             if sorted(model.types) != sorted(model.hierarchy.leaves):
                 msg = f"the types {model.types} are not the hierarchy's leaves {model.hierarchy.leaves}"
                 raise ValueError(msg)

@@ -2,7 +2,14 @@
 
 from ._diffusion import BranchedDiffusionModule, make_module
 from ._network import BranchedScoreNet
-from ._sde import T_EPS, ComponentwiseVPSDE, VPSDE, make_sde
+from ._sde import T_EPS, VPSDE, ComponentwiseVPSDE, make_sde
 
-__all__ = ["T_EPS", "VPSDE", "ComponentwiseVPSDE", "BranchedDiffusionModule", "BranchedScoreNet", "make_module",
-           "make_sde"]
+__all__ = [
+           "T_EPS",
+           "VPSDE",
+           "BranchedDiffusionModule",
+           "BranchedScoreNet",
+           "ComponentwiseVPSDE",
+           "make_module",
+           "make_sde",
+]

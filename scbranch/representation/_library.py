@@ -153,7 +153,8 @@ class Libraries:
     # ---- state: tensors + JSON-able meta ------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         sizes = [len(self.lib[t]) for t in self.type_names]
-        cat = (lambda d: np.concatenate([d[t] for t in self.type_names]) if sizes else np.zeros(0, np.float32))
+        def cat(d):
+            return (np.concatenate([d[t] for t in self.type_names]) if sizes else np.zeros(0, np.float32))
         return {"lib": torch.from_numpy(cat(self.lib)), "scale": torch.from_numpy(cat(self.scale)),
                 "sizes": torch.tensor(sizes, dtype=torch.int64)}
 

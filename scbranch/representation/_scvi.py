@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 from contextlib import contextmanager
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -33,14 +35,15 @@ def _seeded(seed: int):
     """Seed scvi-tools (which seeds python, numpy and torch globally) and restore the user's RNG states."""
     import scvi
 
-    py, npy = random.getstate(), np.random.get_state()
+    # scVI seeds the global generators; the user's are restored afterwards (legacy API on purpose)
+    py, npy = random.getstate(), np.random.get_state()  # noqa: NPY002
     with torch.random.fork_rng():
         scvi.settings.seed = int(seed)
         try:
             yield
         finally:
             random.setstate(py)
-            np.random.set_state(npy)
+            np.random.set_state(npy)  # noqa: NPY002
 
 
 def _counts_adata(X, var_names, batch, setup: dict | None = None, batches: list[str] | None = None) -> ad.AnnData:
@@ -56,6 +59,15 @@ def _counts_adata(X, var_names, batch, setup: dict | None = None, batches: list[
     if setup.get("layer"):
         adata.layers[setup["layer"]] = X
     return adata
+
+
+@contextmanager
+def _few_cells_ok():
+    """scVI warns when a batch or label category has < 3 cells, which matters for training it, not for
+    transforming cells with a trained model or rebuilding it on a stub."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Category .* has fewer than 3 cells")
+        yield
 
 
 class SCVIRepresentation:
@@ -127,7 +139,8 @@ class SCVIRepresentation:
 
     def _latent_means(self, X, batch) -> np.ndarray:
         adata = _counts_adata(X, self.var_names, batch if self.batches is not None else None, self.setup_args)
-        return self.scvi.get_latent_representation(adata, give_mean=True).astype(np.float32)
+        with _few_cells_ok():  # transforming a handful of cells (e.g. load's one-cell check) is fine
+            return self.scvi.get_latent_representation(adata, give_mean=True).astype(np.float32)
 
     def transform(self, X, *, batch=None) -> np.ndarray:
         if self.batches is not None:
@@ -229,8 +242,9 @@ class SCVIRepresentation:
         n = len(rep.batches) if rep.batches else 1
         setup = meta["setup_args"]
         stub = _counts_adata(np.ones((n, len(rep.var_names))), rep.var_names, rep.batches, setup, rep.batches)
-        scvi.model.SCVI.setup_anndata(stub, layer=setup.get("layer"), batch_key=setup.get("batch_key"))
-        rep.scvi = scvi.model.SCVI(stub, **meta["scvi_options"])
+        with _few_cells_ok():  # one stub cell per batch is the point
+            scvi.model.SCVI.setup_anndata(stub, layer=setup.get("layer"), batch_key=setup.get("batch_key"))
+            rep.scvi = scvi.model.SCVI(stub, **meta["scvi_options"])
         rep.scvi.module.load_state_dict({k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("scvi/")})
         rep.scvi.module.eval()
         rep.scvi.is_trained_ = True

@@ -13,14 +13,14 @@ from scipy import sparse
 from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
-from ..model._continual import add_cell_types, transmute_path
+from ..model._continual import transmute_path
 from ..sampling import get_sampler
-from ._fit import default_steps, generate
+from ._fit import generate
 
 
 def add_cell_type(
-    model: BranchedDiffusion,
     adata_new: ad.AnnData,
+    model: BranchedDiffusion,
     *,
     groupby: str | None = None,
     mode: Literal["heads", "replay"] = "heads",
@@ -40,37 +40,37 @@ def add_cell_type(
     The change is a transaction: validation first, then placement, training and the decoder on a working copy,
     committed to ``model`` only when all of it succeeded; any error (or Ctrl-C) leaves ``model`` as it was.
 
+    Parameters
+    ----------
+    adata_new
+        Cells of the new types only (same genes as the model, read as at fit time).
+    model
+        A trained model; ``sb.tl.add_cell_type(model, adata_new)`` (the order before 0.3) still works, with a
+        ``FutureWarning``.
+    groupby
+        Label column of ``adata_new`` (default: the model's).
+    mode
+        ``"heads"`` or ``"replay"`` (above).
+    min_cells
+        Fewest cells a new type may have.
+    max_steps
+        Training steps (default 6 per new cell within [800, 2,000], on a one-cycle schedule).
+    random_state, progress, key_added
+        Seed; progress bars; key of what is written.
+
     Returns
     -------
     The updated model (modified in place), and writes to ``adata_new``: ``.obsm[f"X_{key_added}"]`` (model
-    space) and ``.uns[key_added]`` with the updated ``hierarchy``, ``branches`` and ``continual`` (each new
-    type's anchor type and branch time, the trained heads, steps and mode).
+    space) and ``.uns[key_added]`` with the updated ``hierarchy``, ``hierarchy_table``, ``branches`` and
+    ``continual`` (``placements``: each new type's anchor type and branch time; ``trained_heads``, ``mode``,
+    ``n_steps``).
     """
-    start = logg.info(f"adding cell types to the model ({mode})")
-    _anndata.check_steps(max_steps)
-    random_state = _anndata.check_seed(random_state)
+    adata_new, model = _anndata.adata_first(adata_new, model, "add_cell_type")
     _anndata.check_key(key_added)
-    groupby = groupby or model.groupby
-    labels, types = _anndata.check_labels(adata_new, groupby, min_cells=min_cells, drop_small=False, min_types=1)
-    dup = sorted(set(types) & set(model.types))
-    if dup:
-        msg = f"cell types already in the model: {dup}; add only new types (the model knows {model.types})"
-        raise ValueError(msg)
-    if not model.is_trained:
-        msg = "the model is not trained"
-        raise RuntimeError(msg)
-    data = model.decoder_data(adata_new, labels.to_numpy())
-    if model.representation.makes_counts and data.counts is None:
-        msg = ("this model decodes counts, but the new cells hold no counts (raw, or log-normalized values that are "
-               "a per-cell scaling of integer counts); pass layer= / use_raw= to the counts")
-        raise ValueError(msg)
-    z_new = model.representation.transform(data.x, batch=data.batch)
-    steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
-    with model.transaction() as work:
-        report = add_cell_types(work, z_new, labels.to_numpy(), mode=mode, max_steps=steps,
-                                random_state=random_state, progress=progress)
-        work.fit_decoder(data, random_state=random_state)
-    adata_new.obsm[f"X_{key_added}"] = z_new
+    start = logg.info(f"adding cell types to the model ({mode})")
+    report = model.add_cell_type(adata_new, groupby=groupby, mode=mode, min_cells=min_cells, max_steps=max_steps,
+                                 random_state=random_state, progress=progress)
+    adata_new.obsm[f"X_{key_added}"] = report["latent"]
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
         "hierarchy_table": model.hierarchy.to_table(),
@@ -88,28 +88,45 @@ def add_cell_type(
 
 
 def transmute(
-    model: BranchedDiffusion,
     adata: ad.AnnData,
+    model: BranchedDiffusion,
     *,
     source: str,
     target: str,
     time: float | None = None,
     sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
     n_steps: int = 200,
-    return_adata: bool = False,
     random_state: int = 0,
-    key_added: str = "scbranch_transmuted",
-) -> ad.AnnData | None:
-    """Turn cells of ``source`` into ``target``: forward-noise them to their shared branch time, then run the
-    reverse process down ``target``'s branches. ``time`` overrides the branch time (e.g. a fixed time: the
-    baseline of the seed paper's reviewers).
+    key_added: str = "scbranch",
+) -> ad.AnnData:
+    """Turn the cells of ``source`` in ``adata`` into ``target``: forward-noise them to the two types' shared
+    branch time, then run the reverse process down ``target``'s branches.
+
+    Parameters
+    ----------
+    adata
+        Cells with the model's genes and its ``groupby`` column; only the ``source`` cells are used. Not modified.
+    model
+        A trained model (the model-first order before 0.3 still works, with a ``FutureWarning``).
+    source, target
+        Cell types of the model.
+    time
+        Noise to this diffusion time instead of the branch time (e.g. a fixed time, the seed paper's baseline).
+    sampler, n_steps
+        The reverse process below ``time``.
+    random_state, key_added
+        Seed; key of what is written.
 
     Returns
     -------
-    Writes ``.obsm[key_added]`` (model space; NaN for cells not of ``source``) and ``.uns[key_added]``
-    (source, target, time, sampler). With ``return_adata``, also returns a gene-space AnnData of the
-    transmuted cells (``.obs[groupby] = target``, ``.obs["transmuted_from"] = source``).
+    A new AnnData of the transmuted cells, one per source cell (``obs_names``: the source cell's with
+    ``-transmuted``): ``.X`` expression decoded as :func:`generate` does (``.layers["counts"]`` when the model
+    decodes counts); ``.obs``: the source cells' annotations with ``[groupby]`` = ``target`` and
+    ``["transmuted_from"]`` = ``source``; ``.obsm[f"X_{key_added}"]`` (model space) and
+    ``.obsm[f"X_{key_added}_source"]`` (the source cells in model space); ``.uns[key_added]["transmute"]``
+    (source, target, time, sampler, n_steps, random_state).
     """
+    adata, model = _anndata.adata_first(adata, model, "transmute")
     groupby = model.groupby
     random_state = _anndata.check_seed(random_state)
     _anndata.check_key(key_added)
@@ -137,20 +154,21 @@ def transmute(
     gen = torch.Generator().manual_seed(int(random_state))
     z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
                                    n_steps=n_steps, generator=gen)
-    full = np.full((adata.n_obs, z.shape[1]), np.nan, dtype=np.float32)
-    full[mask] = z_out
-    adata.obsm[key_added] = full
-    adata.uns[key_added] = {"source": source, "target": target, "time": t_used, "sampler": sampler,
-                            "n_steps": n_steps, "random_state": random_state}
-    logg.info("    finished", time=start, deep=f"noised to t={t_used:.3f}; added .obsm[{key_added!r}]")
-    if not return_adata:
-        return None
-    obs = pd.DataFrame({groupby: pd.Categorical([target] * len(z_out)), "transmuted_from": source},
-                       index=adata.obs_names[mask] + "_transmuted")
-    out = ad.AnnData(model.to_genes(z_out, [target] * len(z_out), random_state=random_state), obs=obs,
-                     var=pd.DataFrame(index=model.var_names))
-    out.obsm["X_scbranch"] = z_out
-    return out
+    out = model.decode(z_out, [target] * len(z_out), random_state=random_state)
+    obs = adata.obs[mask].copy()
+    obs.index = obs.index.astype(str) + "-transmuted"
+    obs[groupby] = pd.Categorical([target] * len(obs), categories=model.type_order)
+    obs["transmuted_from"] = source
+    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
+    res = ad.AnnData(out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    res.obsm[f"X_{key_added}"], res.obsm[f"X_{key_added}_source"] = z_out.astype(np.float32), z.astype(np.float32)
+    res.uns[key_added] = {"transmute": {"source": source, "target": target, "time": t_used, "sampler": sampler,
+                                        "n_steps": n_steps, "random_state": random_state}}
+    colors = model.config.get("type_colors") or {}
+    if all(t in colors for t in model.type_order):
+        res.uns[f"{groupby}_colors"] = [colors[t] for t in model.type_order]
+    logg.info("    finished", time=start, deep=f"noised to t={t_used:.3f}")
+    return res
 
 
 def augment(
@@ -173,6 +191,7 @@ def augment(
     embeddings (NaN rows for synthetic cells) and ``[f"X_{key_added}"]`` (model space for all);
     ``.uns[key_added]["augment"]``: ``min_cells`` and the table ``added`` (cell_type, n_added).
     """
+    adata, model = _anndata.adata_first(adata, model, "augment")
     groupby = groupby or model.groupby
     random_state = _anndata.check_seed(random_state)
     _anndata.check_key(key_added)

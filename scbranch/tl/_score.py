@@ -15,8 +15,8 @@ from ..module import T_EPS
 
 
 def score_types(
-    model: BranchedDiffusion,
     adata: ad.AnnData,
+    model: BranchedDiffusion,
     *,
     threshold: float = 0.9,
     n_times: int = 50,
@@ -63,6 +63,7 @@ def score_types(
         ``types``, ``threshold``, ``times`` and the mean probability curve per predicted type (``curves``, a
         table: type × time).
     """
+    adata, model = _anndata.adata_first(adata, model, "score_types")
     _anndata.check_key(key_added)
     random_state = _anndata.check_seed(random_state)
     n_times = _anndata.check_count(n_times, what="n_times", minimum=2)

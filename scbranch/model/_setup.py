@@ -1,0 +1,133 @@
+"""Setting a model up on an AnnData: validate, put the cells in model space, place the branch points.
+
+Everything here runs before a network exists and changes nothing in the AnnData; :class:`Prepared` holds what
+training and the ``.uns`` record need (the model-space cells, the decoder's cells, the branch-point table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .. import _anndata
+from .. import _logging as logg
+from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology, n_ref_for
+from ..hierarchy import _ontology as ontology
+from ..hierarchy._data import N_REF
+from ..module import make_sde
+from ..representation import DecoderData
+from ._config import ModelConfig, SetupConfig
+from ._represent import represent
+
+ONTOLOGY_CHOICES = ("cl", "ontology", "ontology+data")
+
+
+@dataclass
+class Prepared:
+    """The outcome of setup: what :class:`~scbranch.BranchedDiffusion` is built from and trains on."""
+
+    config: dict  # the model's persisted config (plain JSON)
+    rep: object  # the fitted representation
+    tree: Hierarchy  # with branch times
+    z: np.ndarray  # training cells in model space
+    y: np.ndarray  # their labels
+    z_all: np.ndarray  # every cell of the AnnData in model space
+    decoder: DecoderData  # the real cells the decoder is fitted on
+    source: str  # "cl", "data" or "given"
+    branch_points: pd.DataFrame | None  # only when branch times were calibrated here
+    curves: dict | None
+
+
+def read_hierarchy(hierarchy) -> Hierarchy | None:
+    """A user's tree (Newick string or file, nested dict, parent/child table, Hierarchy); None for 'data'."""
+    if hierarchy is None or (isinstance(hierarchy, str) and hierarchy == "data"):
+        return None
+    if isinstance(hierarchy, Hierarchy):
+        return hierarchy
+    if isinstance(hierarchy, Mapping):
+        return Hierarchy.from_dict(hierarchy)
+    if isinstance(hierarchy, pd.DataFrame):
+        return Hierarchy.from_table(hierarchy)
+    if isinstance(hierarchy, str):
+        return Hierarchy.from_newick(hierarchy)
+    msg = (f"hierarchy must be None/'data', a Newick string or file, a nested dict, a table or a Hierarchy; "
+           f"got {type(hierarchy)}")
+    raise TypeError(msg)
+
+
+def _given_tree(adata, groupby, hierarchy, types, setup: SetupConfig) -> Hierarchy | None:
+    """The user's tree pruned to the types, or None (topology from the data)."""
+    if isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES:  # the Cell Ontology, offline
+        ids = _anndata.label_ids(adata, groupby, setup.ontology_key) if setup.ontology_key else None
+        tree = ontology.ontology_hierarchy(ontology.map_labels(types, ids=ids, mapping=setup.ontology_mapping))
+    else:
+        tree = read_hierarchy(hierarchy)
+    if tree is None:
+        return None
+    unknown = sorted(set(types) - set(tree.leaves))
+    if unknown:
+        msg = (f"cell types in adata.obs[{groupby!r}] that are not leaves of the hierarchy: {unknown}; "
+               f"leaves: {tree.leaves}")
+        raise ValueError(msg)
+    tree = tree.prune(types)
+    timed = [n.name for n in tree.internal_nodes if n.time is not None]
+    if timed and not tree.has_times:  # recalibrating would silently drop the times that were given
+        msg = (f"the hierarchy gives branch times for {timed} but not for every internal node; give all of them "
+               "or none (then they are calibrated from the data)")
+        raise ValueError(msg)
+    return tree
+
+
+def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupConfig, model: ModelConfig,
+            random_state: int, progress: bool) -> Prepared:
+    """Validate ``adata`` and the options, fit the representation and place the branch points."""
+    if groupby is None:
+        groupby = _anndata.default_groupby(adata)
+        if setup.ontology_key is None and f"{groupby}_ontology_term_id" in adata.obs.columns:
+            # CELLxGENE's schema: labels and their CL IDs
+            setup = dataclasses.replace(setup, ontology_key=f"{groupby}_ontology_term_id")
+    random_state = _anndata.check_seed(random_state)
+    if not model.branched and not (hierarchy is None or (isinstance(hierarchy, str) and hierarchy == "data")):
+        msg = "branched=False fits the flat baseline, which has no hierarchy; drop hierarchy= or branched=False"
+        raise ValueError(msg)
+    n_ref = n_ref_for(model.sharing)
+    labels, types = _anndata.check_labels(adata, groupby, min_cells=setup.min_cells, drop_small=setup.drop_small)
+    tree = _given_tree(adata, groupby, hierarchy, types, setup)
+    from_ontology = isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES
+    source = "data" if tree is None else ("cl" if from_ontology else "given")
+    train_mask = labels.isin(types).to_numpy()
+    r = represent(adata, labels, train_mask, representation=model.representation, layer=setup.layer,
+                  use_raw=setup.use_raw, input_kind=setup.input_kind, n_comps=model.n_comps,
+                  batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
+                  random_state=random_state, progress=progress)
+    z, y = r.z_all[train_mask], labels.to_numpy()[train_mask]
+
+    # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
+    t0 = logg.info("    placing branch points in diffusion time")
+    branch_points = curves = None
+    if not model.branched:  # the flat baseline: every type on its own branch over all of [0, 1]
+        tree = Hierarchy(Node("root", [Node(t) for t in types], time=1.0))
+    elif tree is None or not tree.has_times:
+        sde = make_sde(model.beta_min, model.beta_max, softness=model.softness, variances=z.var(0))
+        test = SeparationTest(z, y, sde, n_ref=n_ref)
+        if tree is None:  # topology from the most discriminating test: at high sharing many pairs tie at the
+            # floor time and the linkage would join them arbitrarily (benchmarks/hierarchy.py: RF 37 of 60 at
+            # 32 types, sharing 1); branch times then come from the test at the chosen sharing
+            tree = data_topology(test if n_ref == N_REF else SeparationTest(z, y, sde), types)
+        tree, branch_points, curves = calibrate_times(tree, test)
+    logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
+
+    config = {
+        "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types),
+        "var_names": list(map(str, r.var_names)), "layer": setup.layer, "use_raw": setup.use_raw,
+        "input_kind": r.kind, "batch_key": setup.batch_key, "n_comps": r.rep.n_comps,
+        **{k: getattr(model, k) for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max", "softness")},
+        "sharing": float(model.sharing), "random_state": random_state,
+        "variances": z.var(0).astype(float).tolist(),
+    }
+    return Prepared(config, r.rep, tree, z, y, r.z_all, r.decoder, source, branch_points, curves)
