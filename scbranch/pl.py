@@ -127,22 +127,35 @@ def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool |
     conflicts = set(bp.loc[bp["conflict"].astype(str) != "", "node"]) if bp is not None and "conflict" in bp else set()
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.4 * len(tree.leaves) + 1.5))
-    y = {}
-    for i, leaf in enumerate(tree.leaves):
-        y[leaf] = float(i)
+    y = {leaf: float(i) for i, leaf in enumerate(tree.leaves)}
+    labels = []
+
+    def merged(node) -> tuple[list, list[str]]:
+        """A node's children with zero-length internal children folded in (drawn as one node, names joined):
+        ontology trees often put a term at its parent's time, which would stack two nodes on one spot."""
+        kids, names = [], [node.name]
+        for c in node.children:
+            if not c.is_leaf and np.isclose(c.time, node.time):
+                sub, sub_names = merged(c)
+                kids += sub
+                names += sub_names
+            else:
+                kids.append(c)
+        return kids, names
 
     def place(node) -> float:
         if node.is_leaf:
             return y[node.name]
-        ys = [place(c) for c in node.children]
+        kids, names = merged(node)
+        ys = [place(c) for c in kids]
         y[node.name] = float(np.mean(ys))
-        color = "crimson" if node.name in conflicts else "0.2"
+        color = "crimson" if conflicts & set(names) else "0.2"
         ax.plot([node.time, node.time], [min(ys), max(ys)], color=color, lw=1.5)
-        for c, yc in zip(node.children, ys):
+        for c, yc in zip(kids, ys):
             ax.plot([c.time, node.time], [yc, yc], color="0.2", lw=1.5)
         ax.scatter([node.time], [y[node.name]], color=color, s=18, zorder=3)
-        ax.annotate(node.name, (node.time, y[node.name]), xytext=(4, 3), textcoords="offset points", fontsize=7,
-                    color=color)
+        labels.append(ax.annotate(" = ".join(names), (node.time, y[node.name]), xytext=(4, 3),
+                                  textcoords="offset points", fontsize=7, color=color))
         return y[node.name]
 
     place(tree.root)
@@ -153,8 +166,23 @@ def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool |
     ax.set_xlabel("diffusion time t (branch point: types indistinguishable from here on)")
     ax.set_title("cell-type hierarchy" + (f" — {len(conflicts)} conflict(s) with the data" if conflicts else ""))
     ax.spines[["top", "right"]].set_visible(False)
+    _unoverlap(ax, labels)
     _finish(ax.figure, save, show, "hierarchy")
     return ax.figure if return_fig else ax
+
+
+def _unoverlap(ax, texts, *, max_moves: int = 12) -> None:
+    """Nudge annotations (offsets in points) down until none overlaps one placed before it (greedy, top first)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for t in sorted(texts, key=lambda t: -t.xy[1]):
+        for _ in range(max_moves):
+            box = t.get_window_extent(renderer).expanded(1.02, 1.1)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            x, yy = t.get_position()
+            t.set_position((x, yy - 8))
+        placed.append(t.get_window_extent(renderer))
 
 
 def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool | str | Path | None = None,

@@ -148,3 +148,18 @@ def test_add_cell_type_method_is_a_transaction(toy_adata):
     report = model.add_cell_type(new, max_steps=30, progress=False)
     assert model.types == ["A", "B", "C"] and [p[0] for p in report["placements"]] == ["C"]
     assert report["latent"].shape == (new.n_obs, model.representation.n_features)
+
+
+def test_hierarchy_plot_folds_zero_length_nodes_and_labels_do_not_overlap(toy_adata):
+    adata = toy_adata.copy()
+    sb.tl.fit(adata, groupby="cell_type", hierarchy="((A:0.3,B:0.3)AB:0.4,C:0.7)top;", **fast(max_steps=20))
+    ax = sb.pl.hierarchy(adata)
+    assert [t.get_text() for t in ax.texts] == ["AB", "top"]
+    zero = toy_adata.copy()  # AB at the root's time: one node on the plot, both names
+    sb.tl.fit(zero, groupby="cell_type", hierarchy="((A:0.7,B:0.7)AB:0,C:0.7)top;", **fast(max_steps=20))
+    ax = sb.pl.hierarchy(zero)
+    assert [t.get_text() for t in ax.texts] == ["top = AB"]
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in sb.pl.hierarchy(adata).texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close("all")

@@ -77,6 +77,8 @@ def test_fit_with_cell_ontology_on_pbmc(tmp_path):
     ax = sb.pl.hierarchy(adata, save=tmp_path / "h.png")
     assert len(ax.get_yticklabels()) == 10 and "(240)" in ax.get_yticklabels()[-1].get_text() + "".join(
         t.get_text() for t in ax.get_yticklabels())
+    boxes = [t.get_window_extent(ax.figure.canvas.get_renderer()) for t in ax.texts]  # node names readable
+    assert len(boxes) >= 5 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     sb.pl.branch_points(adata, save=tmp_path / "bp.png")
     assert (tmp_path / "h.png").stat().st_size > 5000 and (tmp_path / "bp.png").stat().st_size > 5000
 
