@@ -14,7 +14,8 @@ def test_demo_writes_outputs(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("name", ["01_quickstart", "02_cell_ontology_and_augmentation",
-                                  "03_add_cell_type_and_transmute", "04_counts_through_scvi"])
+                                  "03_add_cell_type_and_transmute", "04_counts_through_scvi",
+                                  "05_beyond_one_label"])
 def test_tutorial_runs(tmp_path, monkeypatch, name):
     import runpy
     from pathlib import Path

@@ -1,4 +1,8 @@
-"""Cell Ontology (CL) hierarchies, offline, from the ``cellxgene-ontology-guide`` package.
+"""Ontology hierarchies: the Cell Ontology (CL), offline, from the ``cellxgene-ontology-guide`` package, or any
+ontology file (OBO, OWL, OBO-Graphs JSON) read with ``pronto`` (:func:`read_ontology`).
+
+An ontology here is a dict ``{term id: {"label", "synonyms", "deprecated", "replaced_by", "ancestors":
+{ancestor: distance}}}``, the form cellxgene-ontology-guide ships CL in; every function takes one (default CL).
 
 Labels are mapped to CL terms, in order: an explicit user mapping ``{label: "CL:..."}`` (explicit beats any
 heuristic), an ontology-ID column (or labels that are themselves CL IDs), the exact CL label, a synonym, the
@@ -26,6 +30,8 @@ from .. import _logging as logg
 from ._tree import Hierarchy, Node
 
 CL_ID = re.compile(r"^CL:\d{7}$")
+TERM_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:\S+$")  # any OBO-style CURIE
+ONTOLOGY_SUFFIXES = (".obo", ".owl", ".json")
 
 # labels of well-known datasets → CL terms (curated: tried before the normalized fuzzy match)
 KNOWN_LABELS = {
@@ -50,6 +56,34 @@ def _cl() -> dict:
     return OntologyParser().cxg_schema.ontology("CL")
 
 
+def read_ontology(path: str) -> dict:
+    """An ontology file (``.obo``, ``.owl`` or OBO-Graphs ``.json``) in the form above, via ``pronto``: the
+    Python reader of the OBO Foundry's formats, maintained and fast (its OBO parser is ``fastobo``, in Rust).
+    Only ``is_a`` relations make the tree, as for CL."""
+    import pronto
+
+    onto = pronto.Ontology(str(path))
+    parents = {t.id: sorted(p.id for p in t.superclasses(distance=1, with_self=False)) for t in onto.terms()}
+    out = {}
+    for t in onto.terms():
+        dist, frontier = {}, list(parents[t.id])
+        d = 1
+        while frontier:  # breadth first: each ancestor at its shortest distance
+            nxt = []
+            for a in frontier:
+                if a not in dist and a != t.id:
+                    dist[a] = d
+                    nxt += parents.get(a, [])
+            frontier, d = nxt, d + 1
+        out[t.id] = {"label": t.name or t.id, "synonyms": sorted(s.description for s in t.synonyms),
+                     "deprecated": bool(t.obsolete), "ancestors": dist,
+                     "replaced_by": next((r.id for r in t.replaced_by), None)}
+    if not out:
+        msg = f"{path} holds no ontology terms"
+        raise ValueError(msg)
+    return out
+
+
 def normalize(label: str) -> str:
     s = label.lower()
     s = re.sub(r"[\s_-]*positive\b", "+", s)
@@ -58,10 +92,14 @@ def normalize(label: str) -> str:
     return re.sub(r"[^a-z0-9+-]", "", s).rstrip("s")
 
 
-@cache
-def _indices() -> tuple[dict, dict, dict]:
+_INDICES: dict[int, tuple[dict, dict, dict]] = {}
+
+
+def _indices(onto: dict) -> tuple[dict, dict, dict]:
+    if id(onto) in _INDICES:
+        return _INDICES[id(onto)]
     exact, syn, norm = {}, {}, {}
-    for term, info in sorted(_cl().items()):
+    for term, info in sorted(onto.items()):
         if info.get("deprecated"):
             continue
         exact.setdefault(info["label"], term)
@@ -69,71 +107,80 @@ def _indices() -> tuple[dict, dict, dict]:
         for s in info.get("synonyms") or []:
             syn.setdefault(s, term)
             norm.setdefault(normalize(s), term)
+    _INDICES[id(onto)] = exact, syn, norm
     return exact, syn, norm
 
 
-def label(term: str) -> str:
-    return _cl()[term]["label"]
+def label(term: str, onto: dict | None = None) -> str:
+    return (onto or _cl())[term]["label"]
 
 
-def ancestors(term: str) -> dict[str, int]:
+def ancestors(term: str, onto: dict | None = None) -> dict[str, int]:
     """Ancestors with their shortest distance, the term itself at 0."""
-    return {term: 0, **dict(_cl()[term].get("ancestors") or {})}
+    return {term: 0, **dict((onto or _cl())[term].get("ancestors") or {})}
 
 
-def resolve(term: str) -> str:
-    """A valid, current CL term: follows ``replaced_by`` for deprecated terms (with a warning)."""
-    info = _cl().get(term)
+def resolve(term: str, onto: dict | None = None) -> str:
+    """A valid, current term: follows ``replaced_by`` for deprecated terms (with a warning)."""
+    onto = onto or _cl()
+    info = onto.get(term)
     if info is None:
-        msg = f"{term!r} is not a Cell Ontology term"
+        msg = f"{term!r} is not a term of the ontology"
         raise ValueError(msg)
     if info.get("deprecated"):
         new = info.get("replaced_by")
-        if not new or new not in _cl():
-            msg = f"{term!r} ({info['label']}) is deprecated in the Cell Ontology and has no CL replacement"
+        if not new or new not in onto:
+            msg = f"{term!r} ({info['label']}) is deprecated in the ontology and has no replacement"
             raise ValueError(msg)
-        logg.warning(f"{term} ({info['label']}) is deprecated; using its replacement {new} ({label(new)})")
-        return resolve(new)
+        logg.warning(f"{term} ({info['label']}) is deprecated; using its replacement {new} ({label(new, onto)})")
+        return resolve(new, onto)
     return term
 
 
 def map_labels(labels: Sequence[str], *, ids: Mapping[str, str] | None = None,
-               mapping: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Map each label to a CL term (see module docstring for the order); one error lists all failures."""
-    exact, syn, norm = _indices()
+               mapping: Mapping[str, str] | None = None, onto: dict | None = None) -> dict[str, str]:
+    """Map each label to a term (see module docstring for the order); one error lists all failures."""
+    is_cl = onto is None
+    onto = onto or _cl()
+    exact, syn, norm = _indices(onto)
+    known = KNOWN_LABELS if is_cl else {}
     out, failed = {}, []
     for lab in labels:
         term = (mapping or {}).get(lab) or (ids or {}).get(lab)
-        if term is None and CL_ID.match(lab):
+        if term is None and (CL_ID if is_cl else TERM_ID).match(lab) and lab in onto:
             term = lab
-        term = term or exact.get(lab) or syn.get(lab) or KNOWN_LABELS.get(lab) or norm.get(normalize(lab))
+        term = term or exact.get(lab) or syn.get(lab) or known.get(lab) or norm.get(normalize(lab))
         if term is None:
             failed.append(lab)
         else:
-            out[lab] = resolve(term)
+            out[lab] = resolve(term, onto)
     if failed:
         names = list(exact)
-        lines = [f"  {lab!r}: closest CL names {difflib.get_close_matches(lab, names, n=3, cutoff=0.0)}"
+        what, short = ("Cell Ontology", "CL") if is_cl else ("ontology", "ontology")
+        lines = [f"  {lab!r}: closest {short} names {difflib.get_close_matches(lab, names, n=3, cutoff=0.0)}"
                  for lab in failed]
-        msg = ("could not map these labels to Cell Ontology terms; pass ontology_mapping={label: 'CL:...'} "
+        msg = (f"could not map these labels to {what} terms; pass ontology_mapping={{label: term id}} "
                "or an ontology_key column:\n" + "\n".join(lines))
         raise ValueError(msg)
     return out
 
 
-def ontology_hierarchy(term_of: Mapping[str, str]) -> Hierarchy:
-    """The CL tree joining the observed labels (``{label: CL term}``); see the module docstring for the rule."""
+def ontology_hierarchy(term_of: Mapping[str, str], onto: dict | None = None) -> Hierarchy:
+    """The tree joining the observed labels (``{label: term}``); see the module docstring for the rule."""
+    onto = onto or _cl()
     by_term: dict[str, list[str]] = {}
     for lab, term in term_of.items():
         by_term.setdefault(term, []).append(lab)
     observed = sorted(by_term)
-    anc = {t: ancestors(t) for t in observed}
+    anc = {t: ancestors(t, onto) for t in observed}
     common = set.intersection(*(set(a) for a in anc.values()))
     if not common:
-        msg = "the labels' Cell Ontology terms share no common ancestor"
+        msg = "the labels' ontology terms share no common ancestor"
         raise ValueError(msg)
     root = min(common, key=lambda a: (sum(anc[t][a] for t in observed), a))
-    below_root = lambda a: a == root or root in ancestors(a)  # noqa: E731
+    def below_root(a: str) -> bool:
+        return a == root or root in ancestors(a, onto)
+
     cover: dict[str, set[str]] = {}
     for t in observed:
         for a in anc[t]:
@@ -141,12 +188,12 @@ def ontology_hierarchy(term_of: Mapping[str, str]) -> Hierarchy:
     nodes = {a for a, ts in cover.items() if (len(ts) >= 2 or a in by_term) and below_root(a)} | {root}
     parent_of = {}
     for n in sorted(nodes - {root}):
-        cands = [(d, len(cover[a]), a) for a, d in ancestors(n).items() if a != n and a in nodes]
+        cands = [(d, len(cover[a]), a) for a, d in ancestors(n, onto).items() if a != n and a in nodes]
         parent_of[n] = min(cands)[2]
     leaf_names = set(term_of)
 
     def name_of(term: str) -> str:
-        lab = label(term)
+        lab = label(term, onto)
         return lab if lab not in leaf_names else f"{lab} [{term}]"
 
     def build(term: str) -> Node | None:

@@ -98,6 +98,8 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
         logg.info("    the type classifier keeps its types; the new ones are not resampled or scored")
     model.hierarchy = tree
     model.config["types"] = old_types + [p[0] for p in placements]
+    if "type_counts" in model.config:  # the new types' proportions, for generating at a node above them
+        model.config["type_counts"].update({t: int((np.asarray(labels_new) == t).sum()) for t, _, _ in placements})
     model.config["heads"] = heads
     model.config["branch_blocks"] = net.block_sizes
     model._set_branches()

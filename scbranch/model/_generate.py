@@ -12,6 +12,7 @@ from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
+from ._requests import plan
 
 __all__ = ["generate"]
 
@@ -25,6 +26,7 @@ def generate(
     spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
     resample: bool = False,
+    proportions: Mapping[str, float] | None = None,
     transform_batch: str | None = None,
     obs_prefix: str | None = None,
     random_state: int = 0,
@@ -38,7 +40,14 @@ def generate(
     model
         A trained model from :func:`fit`.
     n_cells
-        Cells per type: an int for every type, or ``{type: n}``.
+        Cells per type: an int for every type, or ``{type: n}``. Keys may also be internal nodes of the
+        model's hierarchy (``{"lymphocyte": 500}``: Cell Ontology names with ``hierarchy="cl"``, node names of a
+        given tree, ``n3``-style names of a data tree): that node's cells are split over the types below it in
+        their training proportions (a multinomial draw) and generated in the same tree walk, so the node's
+        upstream branch is shared.
+    proportions
+        ``{type: weight}`` for the types below the requested node(s) instead of the training proportions
+        (types left out get none).
     sampler, n_steps, spacing
         Reverse-diffusion sampler and its number of steps, on a time grid ``"uniform"`` in t or uniform in
         log-SNR. Step defaults give 50 network evaluations per trajectory (euler_maruyama 50, ddim 50,
@@ -70,7 +79,9 @@ def generate(
     counts recoverable from its log-normalized values, or ``representation="scvi"`` — with library sizes
     drawn from the type's real cells; ``.obs[batch_key]`` (scVI with a batch key: the batch each cell was
     decoded in);
-    ``.obs[groupby]`` (categorical), ``.obs[f"{key_added}_synthetic"] = True``, ``.obsm[f"X_{key_added}"]``
+    ``.obs[groupby]`` (categorical: each cell's type), ``.obs[f"{key_added}_synthetic"] = True``,
+    ``.obs[f"{key_added}_node"]`` (only when a node was asked for: the node, or the type, each cell answers),
+    ``.obsm[f"X_{key_added}"]``
     (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
     """
     start = logg.info(f"generating cells with {sampler}")
@@ -79,15 +90,24 @@ def generate(
     if transform_batch is not None and not model.config.get("batch_key"):
         msg = "transform_batch= needs a model fitted with representation='scvi' and a batch_key"
         raise ValueError(msg)
-    cells, stats = model.sample(n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
+    asked = plan(model, n_cells, proportions=proportions, random_state=random_state)
+    cells, stats = model.sample(asked.per_type, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
                                 resample=resample, random_state=random_state, progress=progress)
-    z = np.concatenate(list(cells.values())).astype(np.float32)
-    labels = np.concatenate([[ty] * len(v) for ty, v in cells.items()])
+    parts, used = [], dict.fromkeys(cells, 0)  # lay the cells out request by request (a type's cells are iid)
+    for _, leaf, n in asked.rows:
+        parts.append(cells[leaf][used[leaf]:used[leaf] + n])
+        used[leaf] += n
+    z = np.concatenate(parts).astype(np.float32)
+    labels = np.concatenate([[leaf] * n for _, leaf, n in asked.rows])
     order = [t for t in model.type_order if t in cells]
     obs = pd.DataFrame(
         {model.groupby: pd.Categorical(labels, categories=order), f"{key_added}_synthetic": True},
         index=[f"{f'synthetic-{random_state}-' if obs_prefix is None else obs_prefix}{i}" for i in range(len(z))],
     )
+    if asked.has_nodes:  # which request each cell answers: the node asked for, or its own type
+        requests = list(dict.fromkeys(a for a, _, _ in asked.rows))
+        obs[f"{key_added}_node"] = pd.Categorical(np.concatenate([[a] * n for a, _, n in asked.rows]),
+                                                  categories=requests)
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
     if out.batch is not None:
         obs[model.config["batch_key"]] = pd.Categorical(out.batch, categories=model.representation.batches)

@@ -29,6 +29,7 @@ from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
 from ._config import ModelConfig, SetupConfig, TrainConfig
 from ._config import options as config_options
 from ._io import load_dir, plain, save_dir
+from ._requests import plan
 from ._setup import prepare
 from ._training import default_steps, train_module
 from ._types import fit_type_classifier, load_type_classifier, make_resampler
@@ -54,8 +55,9 @@ class BranchedDiffusion:
     groupby
         ``adata.obs`` column of cell types; ``None``: the first usual label column (see ``tl.fit``).
     hierarchy
-        ``None``/``"data"`` (learned from the data), ``"cl"`` (Cell Ontology), a Newick string or file, a nested
-        dict, a parent/child table or a :class:`~scbranch.Hierarchy` (see ``tl.fit``).
+        ``None``/``"data"`` (learned from the data), ``"cl"`` (Cell Ontology), a list of nested ``adata.obs``
+        columns (coarse to fine), a Newick string or file, a nested dict, a parent/child table or a
+        :class:`~scbranch.Hierarchy` (see ``tl.fit``).
     random_state
         Seed of the representation, the branch-point test, the network's initialisation and training.
     progress
@@ -302,24 +304,6 @@ class BranchedDiffusion:
         return self.history
 
     # ---- sampling -------------------------------------------------------------------------------------------
-    def _n_per_type(self, n_cells: int | Mapping[str, int]) -> dict[str, int]:
-        if isinstance(n_cells, Mapping):
-            unknown = sorted(set(map(str, n_cells)) - set(self.types))
-            if unknown:
-                msg = f"unknown cell types {unknown}; the model knows {self.types}"
-                raise KeyError(msg)
-            req = {str(k): v for k, v in n_cells.items()}
-        else:
-            req = dict.fromkeys(self.types, n_cells)
-        if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in req.values()):
-            msg = f"n_cells must be whole numbers of cells (an int, or {{type: int}}); got {n_cells!r}"
-            raise TypeError(msg)
-        req = {k: int(v) for k, v in req.items()}
-        if any(v < 0 for v in req.values()) or sum(req.values()) == 0:
-            msg = f"n_cells must be non-negative and ask for at least one cell; got {n_cells}"
-            raise ValueError(msg)
-        return {ty: n for ty, n in req.items() if n > 0}
-
     def sample(
         self,
         n_cells: int | Mapping[str, int],
@@ -334,6 +318,9 @@ class BranchedDiffusion:
     ) -> tuple[dict[str, np.ndarray], dict]:
         """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
 
+        ``n_cells``: an int for every type, or ``{type or internal node: n}`` (a node's cells are split over its
+        types in their training proportions, see :func:`~scbranch.model._requests.plan`).
+
         ``shared=False`` walks each type's path alone (the cost baseline for the tree walk). ``resample``: at each
         branch point, a child draws its rows from the parent's by the type classifier's posterior ratio.
         """
@@ -341,7 +328,7 @@ class BranchedDiffusion:
             msg = "the model is not trained; call model.train() or scbranch.tl.fit first"
             raise RuntimeError(msg)
         sample_fn = get_sampler(sampler)
-        req = self._n_per_type(n_cells)
+        req = plan(self, n_cells, random_state=random_state).per_type
         n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
         _anndata.check_count(n_steps, what="n_steps")
         if resample and self.classifier is None:

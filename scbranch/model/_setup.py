@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -19,6 +20,7 @@ from .. import _logging as logg
 from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology, n_ref_for
 from ..hierarchy import _ontology as ontology
 from ..hierarchy._data import N_REF
+from ..hierarchy._levels import from_obs_columns
 from ..module import make_sde
 from ..representation import DecoderData
 from ._config import ModelConfig, SetupConfig
@@ -55,16 +57,33 @@ def read_hierarchy(hierarchy) -> Hierarchy | None:
         return Hierarchy.from_table(hierarchy)
     if isinstance(hierarchy, str):
         return Hierarchy.from_newick(hierarchy)
-    msg = (f"hierarchy must be None/'data', a Newick string or file, a nested dict, a table or a Hierarchy; "
+    msg = (f"hierarchy must be None/'data', 'cl', an ontology file, a list of obs columns, a Newick string or file, "
+           "a nested dict, a table or a Hierarchy; "
            f"got {type(hierarchy)}")
     raise TypeError(msg)
 
 
-def _given_tree(adata, groupby, hierarchy, types, setup: SetupConfig) -> Hierarchy | None:
+def is_ontology(hierarchy) -> bool:
+    """``"cl"`` (the Cell Ontology) or the path of an ontology file (.obo, .owl, .json)."""
+    return isinstance(hierarchy, str) and (hierarchy.lower() in ONTOLOGY_CHOICES or (
+        hierarchy.lower().endswith(ontology.ONTOLOGY_SUFFIXES) and Path(hierarchy).is_file()))
+
+
+def is_levels(hierarchy) -> bool:
+    """A list of obs columns (annotation levels, coarse to fine)."""
+    return isinstance(hierarchy, list | tuple) and len(hierarchy) > 0 and all(isinstance(c, str) for c in hierarchy)
+
+
+def _given_tree(adata, groupby, hierarchy, types, mask, setup: SetupConfig) -> Hierarchy | None:
     """The user's tree pruned to the types, or None (topology from the data)."""
-    if isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES:  # the Cell Ontology, offline
+    if is_levels(hierarchy):  # nested annotation columns; the cell-type column is the finest level
+        columns = [*hierarchy, groupby] if hierarchy[-1] != groupby else list(hierarchy)
+        tree = from_obs_columns(adata.obs.loc[mask], columns)
+    elif is_ontology(hierarchy):  # the Cell Ontology (offline) or an ontology file
+        onto = None if hierarchy.lower() in ONTOLOGY_CHOICES else ontology.read_ontology(hierarchy)
         ids = _anndata.label_ids(adata, groupby, setup.ontology_key) if setup.ontology_key else None
-        tree = ontology.ontology_hierarchy(ontology.map_labels(types, ids=ids, mapping=setup.ontology_mapping))
+        term_of = ontology.map_labels(types, ids=ids, mapping=setup.ontology_mapping, onto=onto)
+        tree = ontology.ontology_hierarchy(term_of, onto)
     else:
         tree = read_hierarchy(hierarchy)
     if tree is None:
@@ -97,10 +116,10 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
         raise ValueError(msg)
     n_ref = n_ref_for(model.sharing)
     labels, types = _anndata.check_labels(adata, groupby, min_cells=setup.min_cells, drop_small=setup.drop_small)
-    tree = _given_tree(adata, groupby, hierarchy, types, setup)
-    from_ontology = isinstance(hierarchy, str) and hierarchy.lower() in ONTOLOGY_CHOICES
-    source = "data" if tree is None else ("cl" if from_ontology else "given")
     train_mask = labels.isin(types).to_numpy()
+    tree = _given_tree(adata, groupby, hierarchy, types, train_mask, setup)
+    source = ("data" if tree is None else "levels" if is_levels(hierarchy) else "given" if not is_ontology(hierarchy)
+              else "cl" if hierarchy.lower() in ONTOLOGY_CHOICES else "ontology file")
     r = represent(adata, labels, train_mask, representation=model.representation, layer=setup.layer,
                   use_raw=setup.use_raw, input_kind=setup.input_kind, n_comps=model.n_comps,
                   batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
@@ -128,6 +147,7 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
         "input_kind": r.kind, "batch_key": setup.batch_key, "n_comps": r.rep.n_comps,
         **{k: getattr(model, k) for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max", "softness")},
         "sharing": float(model.sharing), "random_state": random_state,
+        "type_counts": {t: int((y == t).sum()) for t in types},  # training proportions (generate at a node)
         "variances": z.var(0).astype(float).tolist(),
     }
     return Prepared(config, r.rep, tree, z, y, r.z_all, r.decoder, source, branch_points, curves)

@@ -69,7 +69,12 @@ def fit(
     hierarchy
         ``None``/``"data"``: topology and branch times from the data. A Newick string/file, nested dict,
         parent/child table or :class:`~scbranch.Hierarchy`: that topology (leaves must match the labels; extra
-        leaves are pruned), with branch times calibrated from the data unless the tree carries them.
+        leaves are pruned), with branch times calibrated from the data unless the tree carries them. ``"cl"``:
+        the Cell Ontology's tree over the labels (offline); the path of another ontology (``.obo``, ``.owl``,
+        ``.json``, read with ``pronto``): its tree, labels mapped as for CL (term ids, names, synonyms, an
+        ``ontology_key`` column or ``ontology_mapping``). A list of ``adata.obs`` columns: nested annotation
+        levels, coarse to fine (``["compartment", "cell_type_coarse"]``; ``groupby`` is the finest level and is
+        appended if missing); a fine label under two coarse ones is an error naming it.
     representation, n_comps
         Model space. ``"scvi"``: scVI's latent means (see ``batch_key``); synthetic cells are decoded to counts
         by scVI's likelihood. ``"pca"``: ``n_comps`` PCs of log-normalized expression, each standardized. By default
