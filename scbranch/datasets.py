@@ -21,12 +21,14 @@ REQUIRED_KEYS = {"name", "description", "url", "sha256", "size_bytes", "format",
 
 def pbmc68k() -> ad.AnnData:
     """scanpy's ``pbmc68k_reduced`` as scbranch wants it: the log-normalized ``.raw`` (700 cells × 765 genes;
-    its ``.X`` is scaled), with ``obs["bulk_labels"]`` (10 types, 8–240 cells) and the original UMAP."""
+    its ``.X`` is scaled), with ``obs["bulk_labels"]`` (10 types, 8–240 cells), ``obs["phase"]`` (cell-cycle
+    phase: G1 501, S 182, G2M 17 cells; a real covariate for ``condition_keys``) and the original UMAP."""
     import scanpy as sc
 
     full = sc.datasets.pbmc68k_reduced()
     adata = full.raw.to_adata()
-    adata.obs = full.obs[["bulk_labels", "n_counts", "percent_mito"]].copy()
+    adata.obs = full.obs[["bulk_labels", "n_counts", "percent_mito", "phase"]].copy()
+    adata.obs["phase"] = adata.obs["phase"].astype("category")
     adata.obsm["X_umap"] = full.obsm["X_umap"].copy()
     return adata
 

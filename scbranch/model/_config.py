@@ -38,6 +38,9 @@ class SetupConfig:
         Types with fewer cells are an error, or are dropped with a warning if ``drop_small``.
     ontology_key, ontology_mapping
         With ``hierarchy="cl"``: an ``adata.obs`` column of Cell Ontology IDs per cell, or ``{label: CL id}``.
+    condition_keys
+        Categorical ``adata.obs`` columns (donor, batch, condition) the score functions are conditioned on as
+        well; each is left out of 15 % of training rows, so generation may give it or not (marginal).
     """
 
     layer: str | None = None
@@ -48,8 +51,14 @@ class SetupConfig:
     drop_small: bool = False
     ontology_key: str | None = None
     ontology_mapping: Mapping[str, str] | None = None
+    condition_keys: tuple[str, ...] | list[str] | None = None
 
     def __post_init__(self):
+        keys = self.condition_keys
+        if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) for k in keys)
+                                 or len(set(keys)) != len(keys)):
+            msg = f"condition_keys must be a list of distinct obs column names, got {keys!r}"
+            raise ValueError(msg)
         _choice("input_kind", self.input_kind, ("auto", "counts", "lognorm"))
         _anndata.check_count(self.min_cells, what="min_cells")
 
@@ -196,7 +205,8 @@ def options(kwargs: Mapping | None, *configs, where: str) -> list:
     return [c(**{k: v for k, v in kwargs.items() if k in {f.name for f in dataclasses.fields(c)}}) for c in configs]
 
 
-FIT_ARGUMENTS = ("representation", "n_comps", "layer", "batch_key", "sharing", "max_steps")  # tl.fit's own
+FIT_ARGUMENTS = ("representation", "n_comps", "layer", "batch_key", "condition_keys", "sharing",
+                 "max_steps")  # tl.fit's own
 
 
 def route(kwargs: Mapping) -> tuple[dict, dict, dict]:

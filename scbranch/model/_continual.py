@@ -43,9 +43,11 @@ def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_refer
 
 
 def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: float | None, sampler, n_steps: int,
-                   generator: torch.Generator) -> tuple[np.ndarray, float]:
-    """Forward-noise ``z`` to the source/target branch time (or ``time``) and reverse down target's branches."""
+                   generator: torch.Generator, condition=None) -> tuple[np.ndarray, float]:
+    """Forward-noise ``z`` to the source/target branch time (or ``time``) and reverse down target's branches
+    (under covariates ``condition``, for :func:`~scbranch.tl.transfer`)."""
     from ..sampling import get_times, sample_tree
+    from ._conditions import condition_codes, conditioned
 
     if time is None:
         lca = [n for n in model.hierarchy.root.traverse() if {source, target} <= set(n.leaves())][-1]
@@ -59,7 +61,8 @@ def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: floa
     # only the part of the tree below `time` is walked
     bounds = {b: (lo, min(hi, time)) for b, (lo, hi) in bounds.items() if lo < time}
     path = [b for b in paths[target] if b in bounds]
-    out, _ = sample_tree(model.module, sampler, {target: path}, bounds, {target: len(x0)}, ts,
+    eps_model = conditioned(model.module, condition_codes(model, condition))
+    out, _ = sample_tree(eps_model, sampler, {target: path}, bounds, {target: len(x0)}, ts,
                          sde=model.module.sde, n_features=x0.shape[1], heads=heads, generator=generator,
                          progress=False, x_init=xt)
     return out[target].numpy(), time

@@ -27,6 +27,7 @@ def generate(
     shared: bool = True,
     resample: bool = False,
     proportions: Mapping[str, float] | None = None,
+    condition: Mapping[str, str] | None = None,
     transform_batch: str | None = None,
     obs_prefix: str | None = None,
     random_state: int = 0,
@@ -48,6 +49,9 @@ def generate(
     proportions
         ``{type: weight}`` for the types below the requested node(s) instead of the training proportions
         (types left out get none).
+    condition
+        With ``fit(condition_keys=[...])``: ``{key: value}`` to generate under (e.g. ``{"donor": "D2"}``); keys
+        left out, or ``None``, are marginalized (the network's "not given" code).
     sampler, n_steps, spacing
         Reverse-diffusion sampler and its number of steps, on a time grid ``"uniform"`` in t or uniform in
         log-SNR. Step defaults give 50 network evaluations per trajectory (euler_maruyama 50, ddim 50,
@@ -81,6 +85,7 @@ def generate(
     decoded in);
     ``.obs[groupby]`` (categorical: each cell's type), ``.obs[f"{key_added}_synthetic"] = True``,
     ``.obs[f"{key_added}_node"]`` (only when a node was asked for: the node, or the type, each cell answers),
+    ``.obs[key]`` for each covariate given in ``condition``,
     ``.obsm[f"X_{key_added}"]``
     (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
     """
@@ -92,7 +97,7 @@ def generate(
         raise ValueError(msg)
     asked = plan(model, n_cells, proportions=proportions, random_state=random_state)
     cells, stats = model.sample(asked.per_type, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
-                                resample=resample, random_state=random_state, progress=progress)
+                                resample=resample, condition=condition, random_state=random_state, progress=progress)
     parts, used = [], dict.fromkeys(cells, 0)  # lay the cells out request by request (a type's cells are iid)
     for _, leaf, n in asked.rows:
         parts.append(cells[leaf][used[leaf]:used[leaf] + n])
@@ -108,6 +113,9 @@ def generate(
         requests = list(dict.fromkeys(a for a, _, _ in asked.rows))
         obs[f"{key_added}_node"] = pd.Categorical(np.concatenate([[a] * n for a, _, n in asked.rows]),
                                                   categories=requests)
+    for key, value in (condition or {}).items():  # the covariates the cells were generated under
+        cats = model.config["conditions"]["categories"][model.config["conditions"]["keys"].index(key)]
+        obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
     if out.batch is not None:
         obs[model.config["batch_key"]] = pd.Categorical(out.batch, categories=model.representation.batches)

@@ -26,6 +26,7 @@ from ..module import make_module
 from ..module._network import upgrade_state_dict
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ._conditions import condition_codes, conditioned
 from ._config import ModelConfig, SetupConfig, TrainConfig
 from ._config import options as config_options
 from ._io import load_dir, plain, save_dir
@@ -156,6 +157,7 @@ class BranchedDiffusion:
             "n_branches": c.get("branch_blocks") or int(self.branches["head"].max()) + 1,
             **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
             "softness": c.get("softness"), "variances": c.get("variances"),
+            "n_conditions": [len(v) for v in c["conditions"]["categories"]] if c.get("conditions") else None,
         }
 
     def __repr__(self) -> str:
@@ -275,7 +277,7 @@ class BranchedDiffusion:
         steps = options.max_steps or (options.max_epochs * int(np.ceil(n_train / options.batch_size))
                                       if options.max_epochs else default_steps(n_train))
         t0 = logg.info(f"    training {len(self.branches)} branches for up to {steps} steps")
-        hist = self.train_arrays(p.z, p.y, max_steps=steps, random_state=seed, progress=progress,
+        hist = self.train_arrays(p.z, p.y, conditions=p.c, max_steps=steps, random_state=seed, progress=progress,
                                  trainer_kwargs=trainer_kwargs, **options.module_kwargs())
         self.fit_decoder(p.decoder, random_state=seed)
         if self.model_options.type_classifier:
@@ -287,14 +289,17 @@ class BranchedDiffusion:
         self.train_options = dataclasses.replace(options, max_steps=steps)
         return hist
 
-    def train_arrays(self, z: np.ndarray, labels: np.ndarray, *, max_steps: int, random_state: int = 0,
-                     progress: bool = True, **kwargs) -> dict:
+    def train_arrays(self, z: np.ndarray, labels: np.ndarray, *, conditions: np.ndarray | None = None,
+                     max_steps: int, random_state: int = 0, progress: bool = True, **kwargs) -> dict:
         """Low level: train the score network on model-space cells ``z`` with string ``labels`` (all in
-        ``self.types``); ``kwargs`` go to :func:`~scbranch.model._training.train_module`."""
+        ``self.types``) and covariate codes ``conditions`` (n, K); ``kwargs`` go to
+        :func:`~scbranch.model._training.train_module`."""
         codes = pd.Categorical(labels, categories=self.types).codes
         if (codes < 0).any():
             msg = f"labels outside the model's types: {sorted(set(labels) - set(self.types))}"
             raise ValueError(msg)
+        if conditions is not None:  # type code first, then the covariates: one long tensor through the loader
+            codes = np.column_stack([codes, conditions])
         with torch.random.fork_rng(), torch_threads() as n_threads:  # never disturb the user's global torch RNG
             logg.info(f"    training on {n_threads} torch thread(s)")
             torch.manual_seed(int(random_state))  # dropout masks draw from the global generator
@@ -313,6 +318,7 @@ class BranchedDiffusion:
         spacing: str = "uniform",
         shared: bool = True,
         resample: bool = False,
+        condition: Mapping[str, str] | None = None,
         random_state: int = 0,
         progress: bool = True,
     ) -> tuple[dict[str, np.ndarray], dict]:
@@ -323,6 +329,8 @@ class BranchedDiffusion:
 
         ``shared=False`` walks each type's path alone (the cost baseline for the tree walk). ``resample``: at each
         branch point, a child draws its rows from the parent's by the type classifier's posterior ratio.
+        ``condition``: ``{covariate: value}`` for a model fitted with ``condition_keys`` (keys left out, or
+        ``None``, are marginalized).
         """
         if not self.is_trained:
             msg = "the model is not trained; call model.train() or scbranch.tl.fit first"
@@ -336,6 +344,7 @@ class BranchedDiffusion:
                    "default)")
             raise ValueError(msg)
         resampler = make_resampler(self) if resample else None
+        eps_model = conditioned(self.module, condition_codes(self, condition))
         paths, bounds, heads = self.walk_layout()
         ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)
         gen = torch.Generator().manual_seed(int(random_state))
@@ -343,14 +352,15 @@ class BranchedDiffusion:
         out, stats = {}, {"nfe": 0, "n_evals": 0}
         with torch_threads():
             for group in groups:
-                cells, st = sample_tree(self.module, sample_fn, paths, bounds, group, ts,
+                cells, st = sample_tree(eps_model, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
                                         heads=heads, generator=gen, progress=progress, resample=resampler)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
                      nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
-                     resample=bool(resample),
+                     resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
+                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items()}, ensure_ascii=False),
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 

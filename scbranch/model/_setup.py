@@ -38,6 +38,7 @@ class Prepared:
     tree: Hierarchy  # with branch times
     z: np.ndarray  # training cells in model space
     y: np.ndarray  # their labels
+    c: np.ndarray | None  # their covariate codes (n, K), with condition_keys
     z_all: np.ndarray  # every cell of the AnnData in model space
     decoder: DecoderData  # the real cells the decoder is fitted on
     source: str  # "cl", "data" or "given"
@@ -125,6 +126,7 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
                   batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
                   random_state=random_state, progress=progress)
     z, y = r.z_all[train_mask], labels.to_numpy()[train_mask]
+    conditions, c = _conditions(adata, setup.condition_keys or [], groupby, train_mask)
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
@@ -150,4 +152,25 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
         "type_counts": {t: int((y == t).sum()) for t in types},  # training proportions (generate at a node)
         "variances": z.var(0).astype(float).tolist(),
     }
-    return Prepared(config, r.rep, tree, z, y, r.z_all, r.decoder, source, branch_points, curves)
+    if conditions:
+        config["conditions"] = conditions
+    return Prepared(config, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
+
+
+def _conditions(adata, keys, groupby, mask) -> tuple[dict | None, np.ndarray | None]:
+    """Covariate columns → ``{"keys", "categories"}`` and the training cells' codes (n, K)."""
+    if not keys:
+        return None, None
+    if groupby in keys:
+        msg = f"condition_keys must not include groupby ({groupby!r}): the type is the branch"
+        raise ValueError(msg)
+    cats, codes = [], []
+    for key in keys:
+        values = _anndata.check_obs_column(adata, key, what="condition_keys")[mask]
+        col = adata.obs[key]
+        order = [str(v) for v in col.cat.categories] if hasattr(col, "cat") else sorted(set(values))
+        order = [v for v in order if v in set(values)]
+        cats.append(order)
+        codes.append(pd.Categorical(values, categories=order).codes)
+    logg.info(f"    conditioning on {dict(zip(keys, map(len, cats)))} (categories per key)")
+    return {"keys": list(keys), "categories": cats}, np.stack(codes, 1).astype(np.int64)

@@ -242,10 +242,11 @@ def train_module(
         raise ValueError(msg)
     rng = np.random.default_rng(random_state)
     seeds = rng.integers(2**31, size=3)
-    val_mask = validation_mask(codes, val_fraction, rng)
+    types = codes if codes.ndim == 1 else codes[:, 0]  # (n, 1 + K): type code, then covariate codes
+    val_mask = validation_mask(types, val_fraction, rng)
     x_tr, y_tr = torch.as_tensor(x[~val_mask]), torch.as_tensor(codes[~val_mask], dtype=torch.long)
-    counts = np.bincount(codes[~val_mask])
-    weights = torch.as_tensor(counts[codes[~val_mask]].astype(np.float64) ** -balance)
+    counts = np.bincount(types[~val_mask])
+    weights = torch.as_tensor(counts[types[~val_mask]].astype(np.float64) ** -balance)
     train_dl = DataLoader(WeightedBatches(x_tr, y_tr, weights, batch_size, max_steps, int(seeds[0])),
                           batch_size=None)
     val_dl = None
@@ -253,7 +254,8 @@ def train_module(
         gen = torch.Generator().manual_seed(int(seeds[1]))
         reps = max(1, 2048 // int(val_mask.sum()))  # several fixed noise draws per validation cell
         x_val = torch.as_tensor(x[val_mask]).repeat(reps, 1)
-        y_val = torch.as_tensor(codes[val_mask], dtype=torch.long).repeat(reps)
+        y_val = torch.as_tensor(codes[val_mask], dtype=torch.long)
+        y_val = y_val.repeat(reps) if y_val.ndim == 1 else y_val.repeat(reps, 1)
         t_val = torch.rand(len(y_val), generator=gen) * (1 - T_EPS) + T_EPS
         val_dl = DataLoader([(x_val, y_val, t_val, torch.randn(x_val.shape, generator=gen))], batch_size=None)
 

@@ -44,10 +44,14 @@ class BranchedDiffusionModule(nn.Module):
         beta_max: float = 20.0,
         softness: float | None = None,
         variances=None,
+        n_conditions: list[int] | None = None,
+        condition_dropout: float = 0.15,
     ):
         super().__init__()
         self.sde: VPSDE = make_sde(beta_min, beta_max, softness=softness, variances=variances)
-        self.net = BranchedScoreNet(n_features, n_branches, width=width, n_blocks=n_blocks, dropout=dropout)
+        self.net = BranchedScoreNet(n_features, n_branches, width=width, n_blocks=n_blocks, dropout=dropout,
+                                    n_conditions=n_conditions)
+        self.condition_dropout = condition_dropout
         self.set_paths(type_paths)
 
     def set_paths(self, type_paths: list[list[tuple[int, float]]]) -> None:
@@ -61,25 +65,34 @@ class BranchedDiffusionModule(nn.Module):
         idx = (self.path_t_lo[y] <= t[:, None]).sum(1) - 1
         return self.path_ids[y, idx]
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor) -> torch.Tensor:
-        """The sampler contract: predicted noise ε̂(x_t, t) under ``branch``."""
-        return self.net(x, t, branch)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampler contract: predicted noise ε̂(x_t, t) under ``branch`` (and covariate codes, if any)."""
+        return self.net(x, t, branch, condition)
 
     def loss(
         self, x0: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None, t=None, noise=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoising score matching (ε-parametrisation) per row; returns (loss per row, branch per row).
 
-        ``t`` and ``noise`` may be given (fixed validation draws); else they are drawn from ``generator``.
+        ``y``: type codes (n,), or (n, 1 + K) with the covariate codes after the type. ``t`` and ``noise`` may be
+        given (fixed validation draws); else they are drawn from ``generator``, and each covariate is replaced
+        by "not given" with probability ``condition_dropout`` (so generation can leave it out).
         """
         n = x0.shape[0]
+        condition = None
+        if y.ndim == 2:
+            y, condition = y[:, 0], y[:, 1:]
+            if t is None and self.condition_dropout > 0:
+                drop = torch.rand(condition.shape, generator=generator, device=x0.device) < self.condition_dropout
+                condition = torch.where(drop, self.net.null_condition().to(condition.device), condition)
         if t is None:
             t = torch.rand(n, generator=generator, device=x0.device) * (1 - T_EPS) + T_EPS
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=x0.device)
         xt, _, _ = self.sde.marginal(x0, t, noise)
         branch = self.branch_of(y, t)
-        pred = self.net(xt, t, branch)
+        pred = self.net(xt, t, branch, condition)
         err = (pred - noise) ** 2
         active = self.sde.active(t)
         if active is None:
@@ -104,4 +117,5 @@ def make_module(config: dict) -> BranchedDiffusionModule:
         beta_max=config["beta_max"],
         softness=config.get("softness"),
         variances=config.get("variances"),
+        n_conditions=config.get("n_conditions"),
     )

@@ -63,9 +63,15 @@ class BranchedScoreNet(nn.Module):
     """
 
     def __init__(self, n_features: int, n_branches: int | list[int], *, width: int = 256, n_blocks: int = 3,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, n_conditions: list[int] | None = None):
         super().__init__()
         self.n_features, self.width = n_features, width
+        # covariates (donor, batch, …): one embedding table per key, added to the conditioning like the branch;
+        # the last row of each is "not given" (trained by condition dropout), so a condition can be left out
+        self.n_conditions = list(n_conditions or [])
+        self.cond_emb = nn.ModuleList([nn.Embedding(n + 1, width) for n in self.n_conditions])
+        for emb in self.cond_emb:
+            nn.init.normal_(emb.weight, std=0.02)
         self.inp = nn.Linear(n_features, width)
         self.time_emb = FourierTimeEmbedding(width)
         self.blocks = nn.ModuleList([ResBlock(width, dropout=dropout) for _ in range(n_blocks)])
@@ -123,17 +129,32 @@ class BranchedScoreNet(nn.Module):
             start += size
         return out
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor) -> torch.Tensor:
+    def null_condition(self) -> torch.Tensor:
+        """The codes of "no condition given" for every key (K,)."""
+        return torch.as_tensor(self.n_conditions, dtype=torch.long)
+
+    def _condition(self, condition: torch.Tensor | None) -> torch.Tensor | int:
+        """Summed covariate embeddings: (width,) for one condition for all rows, (n, width) per row; 0 if none."""
+        if not self.cond_emb:
+            return 0
+        c = self.null_condition().to(self.inp.weight.device) if condition is None else condition
+        return sum(emb(c[..., k]) for k, emb in enumerate(self.cond_emb))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, branch: int | torch.Tensor,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``condition``: covariate codes, (K,) for every row or (n, K) per row; ``None``: not given."""
         emb_all, w_all, b_all = self._all()
         scalar_branch = isinstance(branch, int)
-        if scalar_branch and (t.ndim == 0 or (t.numel() > 0 and bool((t == t[0]).all()))):
+        c = self._condition(condition)
+        shared_c = not torch.is_tensor(c) or c.ndim == 1
+        if scalar_branch and shared_c and (t.ndim == 0 or (t.numel() > 0 and bool((t == t[0]).all()))):
             # the sampler's case: every row shares t and branch, so the conditioning (time MLP and FiLM,
             # ~40 % of the per-row work) is computed for one row and broadcast
-            cond = nn.functional.silu(self.time_emb(t.reshape(-1)[:1]) + emb_all[branch][None])
+            cond = nn.functional.silu(self.time_emb(t.reshape(-1)[:1]) + emb_all[branch][None] + c)
         else:
             t = t.expand(x.shape[0]) if t.ndim == 0 else t
             emb = emb_all[branch].expand(x.shape[0], -1) if scalar_branch else emb_all.index_select(0, branch)
-            cond = nn.functional.silu(self.time_emb(t) + emb)
+            cond = nn.functional.silu(self.time_emb(t) + emb + c)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, cond)

@@ -1,8 +1,10 @@
-"""Scanpy-style tools: fit, generate, add_cell_type, transmute, augment, score_types, impute."""
+"""Scanpy-style tools: fit, generate, add_cell_type, transmute, augment, score_types, impute, transfer."""
 
 from ._continual import add_cell_type, augment, transmute
 from ._fit import default_steps, fit, generate
 from ._impute import impute
 from ._score import score_types
+from ._transfer import transfer
 
-__all__ = ["add_cell_type", "augment", "default_steps", "fit", "generate", "impute", "score_types", "transmute"]
+__all__ = ["add_cell_type", "augment", "default_steps", "fit", "generate", "impute", "score_types", "transfer",
+           "transmute"]

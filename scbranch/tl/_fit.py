@@ -44,6 +44,7 @@ def fit(
     n_comps: int | None = None,
     layer: str | None = None,
     batch_key: str | None = None,
+    condition_keys: list[str] | None = None,
     sharing: float = DEFAULT_SHARING,
     max_steps: int | None = None,
     random_state: int = 0,
@@ -86,6 +87,11 @@ def fit(
         With ``representation="scvi"`` (raw counts required): the ``adata.obs`` column of batches passed to
         scVI (``model_kwargs``: ``scvi_model``, an already trained ``scvi.model.SCVI`` to use instead of training
         one; ``scvi_epochs``). ``n_comps`` is scVI's ``n_latent`` (default 10).
+    condition_keys
+        Categorical ``adata.obs`` columns (donor, batch, condition) the score functions are conditioned on as
+        well: an embedding per covariate added to the branch conditioning, left out of 15 % of training rows so
+        that ``generate(condition={"donor": "D2"})`` may give some covariates and marginalize the others;
+        :func:`~scbranch.tl.transfer` maps cells to another condition.
     sharing
         How much of the reverse trajectory types share, in [0, 1]: branch points are placed where a two-sample
         test on ``200 ** (1 - sharing)`` cells per type stops telling the noised types apart (0: 200 cells, the
@@ -155,7 +161,7 @@ def fit(
     start = logg.info(f"fitting branched diffusion on {adata.n_obs} cells")
     model = BranchedDiffusion(adata, groupby=groupby, hierarchy=hierarchy, random_state=random_state,
                               progress=progress, representation=representation, n_comps=n_comps, layer=layer,
-                              batch_key=batch_key, sharing=sharing, **model_kwargs)
+                              batch_key=batch_key, condition_keys=condition_keys, sharing=sharing, **model_kwargs)
     hist = model.train(progress=progress, trainer_kwargs=trainer_kwargs, **vars(train_options))
 
     # ---- write (only now, all validation has passed) ----
