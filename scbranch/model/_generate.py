@@ -129,3 +129,16 @@ def generate(
     logg.info("    finished", time=start,
               deep=f"{len(z)} cells of {len(cells)} types; {stats['nfe']} network calls, {stats['n_evals']} cell-rows")
     return syn
+
+
+def decoded_adata(model, z: np.ndarray, labels, obs: pd.DataFrame, *, random_state: int) -> ad.AnnData:
+    """Model-space cells as an AnnData on the model's genes, decoded as :func:`generate` does (``.X``, and
+    ``.layers["counts"]`` when the model decodes counts), with ``obs`` and the dataset's type colours."""
+    out = model.decode(z, labels, random_state=random_state)
+    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
+    res = ad.AnnData(out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    colors, col = model.config.get("type_colors") or {}, obs.get(model.groupby)
+    if col is not None and hasattr(col, "cat") and all(str(t) in colors for t in col.cat.categories):
+        res.uns[f"{model.groupby}_colors"] = [colors[str(t)] for t in col.cat.categories]
+    return res
+

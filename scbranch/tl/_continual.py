@@ -14,6 +14,7 @@ from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
 from ..model._continual import transmute_path
+from ..model._generate import decoded_adata
 from ..sampling import get_sampler
 from ._fit import generate
 
@@ -154,19 +155,14 @@ def transmute(
     gen = torch.Generator().manual_seed(int(random_state))
     z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
                                    n_steps=n_steps, generator=gen)
-    out = model.decode(z_out, [target] * len(z_out), random_state=random_state)
     obs = adata.obs[mask].copy()
     obs.index = obs.index.astype(str) + "-transmuted"
     obs[groupby] = pd.Categorical([target] * len(obs), categories=model.type_order)
     obs["transmuted_from"] = source
-    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
-    res = ad.AnnData(out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    res = decoded_adata(model, z_out, [target] * len(z_out), obs, random_state=random_state)
     res.obsm[f"X_{key_added}"], res.obsm[f"X_{key_added}_source"] = z_out.astype(np.float32), z.astype(np.float32)
     res.uns[key_added] = {"transmute": {"source": source, "target": target, "time": t_used, "sampler": sampler,
                                         "n_steps": n_steps, "random_state": random_state}}
-    colors = model.config.get("type_colors") or {}
-    if all(t in colors for t in model.type_order):
-        res.uns[f"{groupby}_colors"] = [colors[t] for t in model.type_order]
     logg.info("    finished", time=start, deep=f"noised to t={t_used:.3f}")
     return res
 

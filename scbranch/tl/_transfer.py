@@ -9,13 +9,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
 from ..model._conditions import condition_codes
 from ..model._continual import transmute_path
+from ..model._generate import decoded_adata
 from ..sampling import get_sampler
 
 
@@ -88,7 +88,6 @@ def transfer(
         rows = np.flatnonzero(labels == ty)
         z_out[rows], _ = transmute_path(model, z[rows], ty, ty, time=time, sampler=sample_fn, n_steps=n_steps,
                                         generator=gen, condition=condition)
-    out = model.decode(z_out, labels, random_state=random_state)
     obs = adata.obs.copy()
     obs.index = obs.index.astype(str) + "-transferred"
     spec = model.config["conditions"]
@@ -97,8 +96,7 @@ def transfer(
             obs[f"{key}_original"] = obs[key].astype(str).to_numpy()
         cats = spec["categories"][spec["keys"].index(key)]
         obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
-    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
-    res = ad.AnnData(out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    res = decoded_adata(model, z_out, labels, obs, random_state=random_state)
     res.obsm[f"X_{key_added}"] = z_out
     res.uns[key_added] = {"transfer": {"condition": json.dumps({str(k): str(v) for k, v in condition.items()},
                                                                ensure_ascii=False),
