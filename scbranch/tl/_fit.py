@@ -101,7 +101,9 @@ def fit(
         train-on-synthetic accuracy). pbmc68k, 3 seeds: flat 1.00 / 0.056 / 0.78; sharing 0: 0.64 / 0.069 /
         0.80; 0.5: 0.44 / 0.065 / 0.79; 1: 0.21 / 0.225 / 0.64 (0.107 / 0.77 with ``resample``). 16 simulated
         types, 2 seeds: flat 1.00 / 0.012 / 0.51; 0: 0.54 / 0.015 / 0.51; 0.5: 0.25 / 0.019 / 0.44; 1: 0.10 /
-        0.158 / 0.26 (0.040 / 0.49 with ``resample``).
+        0.158 / 0.26 (0.040 / 0.49 with ``resample``). Around the knee (3 seeds): sharing 0.6 gives 0.40 / 0.095 /
+        0.78 on pbmc68k and 0.22 / 0.022 / 0.43 on 16 types (flat 0.013 / 0.50 there): beyond 0.5 the simulated
+        tree loses quality beyond seed noise.
     max_steps
         The most training steps; by default chosen by data size (:func:`default_steps`). Training stops early
         when the validation loss stops improving.
