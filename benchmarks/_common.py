@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,12 @@ import scbranch as sb
 from scbranch import metrics
 
 GROUPBY = "bulk_labels"
+
+
+def quiet_logs() -> None:
+    """Only warnings from scbranch and Lightning: the benchmarks print tables."""
+    for name in ("scbranch", "lightning", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fit(adata: ad.AnnData, **options) -> sb.BranchedDiffusion:

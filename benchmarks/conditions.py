@@ -16,12 +16,21 @@ accuracy near the real one means the covariate's effect is reproduced. Prints ma
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, simulated_counts, split_per_type, write_json
+from _common import (
+    GROUPBY,
+    Evaluator,
+    _dense,
+    fit,
+    print_mean_sd,
+    quiet_logs,
+    simulated_counts,
+    split_per_type,
+    write_json,
+)
 from sklearn.neighbors import KNeighborsClassifier
 
 import scbranch as sb
@@ -89,8 +98,7 @@ def main():
     parser.add_argument("--data", nargs="+", default=["sim", "pbmc"], choices=["sim", "pbmc"])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "conditions.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     loaders = {"sim": ("simulated counts, 8 types × 3 donors", simulated_donors),
                "pbmc": ("pbmc68k_reduced × cell-cycle phase", pbmc_phase)}
     results = {}

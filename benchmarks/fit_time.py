@@ -30,7 +30,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
-from _common import GROUPBY, Evaluator, _dense, print_mean_sd, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, print_mean_sd, quiet_logs, split_per_type, write_json
 from _common import fit as fit_options
 
 import scbranch as sb
@@ -184,8 +184,7 @@ def main():
     parser.add_argument("--previous", action="store_true", help="--part sweep: also the previous default")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fit_time.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     results = {}
     for key in args.data:
         label, load = DATA[key]

@@ -20,13 +20,12 @@ training cells (30 PCs). Prints markdown, writes JSON.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-from _common import GROUPBY, _dense, fit, print_mean_sd, split_per_type, write_json
+from _common import GROUPBY, _dense, fit, print_mean_sd, quiet_logs, split_per_type, write_json
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
@@ -88,8 +87,7 @@ def main():
     parser.add_argument("--masked", type=float, nargs="+", default=[0.5, 0.8, 0.95])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "impute.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     adata = sb.datasets.pbmc68k()
     df = pd.DataFrame([r for s in args.seeds for r in run(adata, s, args.masked)])
     for frac in args.masked:

@@ -19,14 +19,23 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from _baselines import mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, simulated_counts, split_per_type, write_json
+from _common import (
+    GROUPBY,
+    Evaluator,
+    _dense,
+    fit,
+    print_mean_sd,
+    quiet_logs,
+    simulated_counts,
+    split_per_type,
+    write_json,
+)
 
 import scbranch as sb
 from scbranch import metrics
@@ -127,8 +136,7 @@ def main():
     parser.add_argument("--only-scbranch", action="store_true", help="skip the no-counts decoder and the peer")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realism.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     data = {"pbmc": ("pbmc68k_reduced (log-normalized .raw, counts recovered)", sb.datasets.pbmc68k),
             "sim": ("simulated counts, 8-type tree (300 genes)", simulated_counts)}
     results = {}

@@ -13,12 +13,11 @@ process; NaN-free fraction reported). Prints markdown, writes JSON.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import GROUPBY, fit, print_mean_sd, split_per_type, write_json
+from _common import GROUPBY, fit, print_mean_sd, quiet_logs, split_per_type, write_json
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -50,8 +49,7 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "score_types.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     adata = sb.datasets.pbmc68k()
     df = pd.DataFrame([r for s in args.seeds for r in run(adata, s)])
     print_mean_sd(df, "method", ["accuracy", "balanced_accuracy", "certain_fraction", "median_certain_time"],

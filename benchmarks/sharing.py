@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, split_per_type, write_json
 
 import scbranch as sb
 from scbranch import metrics
@@ -125,8 +125,7 @@ def main():
     parser.add_argument("--cells-per-type", type=int, default=150)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sharing.json")
     args = parser.parse_args()
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_logs()
     rows = []
     for name, adata, extra in data_sets(args.data, args.cells_per_type):
         for seed in args.seeds:

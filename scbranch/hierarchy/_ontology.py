@@ -92,12 +92,18 @@ def normalize(label: str) -> str:
     return re.sub(r"[^a-z0-9+-]", "", s).rstrip("s")
 
 
-_INDICES: dict[int, tuple[dict, dict, dict]] = {}
+@cache
+def _cl_indices() -> tuple[dict, dict, dict]:
+    return _build_indices(_cl())
 
 
 def _indices(onto: dict) -> tuple[dict, dict, dict]:
-    if id(onto) in _INDICES:
-        return _INDICES[id(onto)]
+    """Label, synonym and normalized-name indices: cached for CL (large, permanent), built for a file's ontology
+    (a cache keyed by a transient dict's id() could hand a later ontology a freed one's index)."""
+    return _cl_indices() if onto is _cl() else _build_indices(onto)
+
+
+def _build_indices(onto: dict) -> tuple[dict, dict, dict]:
     exact, syn, norm = {}, {}, {}
     for term, info in sorted(onto.items()):
         if info.get("deprecated"):
@@ -107,7 +113,6 @@ def _indices(onto: dict) -> tuple[dict, dict, dict]:
         for s in info.get("synonyms") or []:
             syn.setdefault(s, term)
             norm.setdefault(normalize(s), term)
-    _INDICES[id(onto)] = exact, syn, norm
     return exact, syn, norm
 
 

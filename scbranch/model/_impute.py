@@ -60,12 +60,12 @@ def guided_eps(module, sde, A: torch.Tensor, mu: torch.Tensor, x_obs: torch.Tens
 
 
 @torch.no_grad()
-def impute_latent(model, x_obs: np.ndarray, measured: np.ndarray, types: np.ndarray, *, n_samples: int = 8,
-                  n_steps: int = 100, guidance: float = 1.0, random_state: int = 0,
+def impute_latent(model, x_obs: np.ndarray, view: tuple[np.ndarray, np.ndarray, float], types: np.ndarray, *,
+                  n_samples: int = 8, n_steps: int = 100, guidance: float = 1.0, random_state: int = 0,
                   progress: bool = False) -> np.ndarray:
-    """Posterior-mean model-space cells (n, d) given log-normalized values ``x_obs`` (n, g_o) of the genes
-    ``measured`` (indices into the model's genes) and each cell's type."""
-    A_np, mu_np, s2 = measurement(model, measured, x_obs)
+    """Posterior-mean model-space cells (n, d) given log-normalized values ``x_obs`` (n, g_o), their linear
+    view ``(A, μ_o, s²)`` from :func:`measurement`, and each cell's type."""
+    A_np, mu_np, s2 = view
     A, mu = torch.as_tensor(A_np, dtype=torch.float32), torch.as_tensor(mu_np, dtype=torch.float32)
     paths, bounds, heads = model.walk_layout()
     sde, sampler = model.module.sde, get_sampler("euler_maruyama")

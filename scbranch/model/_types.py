@@ -52,17 +52,29 @@ def branch_types(model) -> dict[int, list[int]]:
             for b, tys in zip(model.branches["branch"], model.branches["cell_types"])}
 
 
+def log_prior(model) -> torch.Tensor:
+    """log π(type): the training mixture the score net (and the classifier) saw."""
+    return torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
+
+
+@torch.no_grad()
+def type_probabilities(model, z) -> torch.Tensor:
+    """p(type | cell) at t = T_EPS under the training mixture, (n, classifier types)."""
+    x = torch.as_tensor(z, dtype=torch.float32)
+    return torch.softmax(model.classifier(x, torch.tensor(T_EPS)) + log_prior(model), 1)
+
+
 def make_resampler(model):
     """``resample(x, t, child, parent, n, generator)`` for :func:`~scbranch.sampling.sample_tree`: ``n`` rows
     of the parent's ``x`` drawn with replacement ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio), or
     ``None`` (keep the first rows, draw nothing) where that ratio is 1 or unknown."""
     below = branch_types(model)
-    log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
+    prior = log_prior(model)
 
     def resample(x, t, child, parent, n, generator):
         if not below[child] or set(below[child]) == set(below[parent]):
             return None
-        w = mixture_weights(model.classifier, x, t, below[child], below[parent], log_prior)
+        w = mixture_weights(model.classifier, x, t, below[child], below[parent], prior)
         if not torch.isfinite(w).all() or w.sum() <= 0:
             return None
         return torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
@@ -77,10 +89,9 @@ def type_scores(model, z: np.ndarray, *, n_times: int = 50, n_noise: int = 8, th
     most likely type at each of ``n_times`` diffusion times (averaged over ``n_noise`` noise draws); and the
     largest time at which that probability is ≥ ``threshold`` (where, walking the reverse process down, the
     cell's type becomes certain; NaN if it never does)."""
-    net = model.classifier
-    log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
+    net, prior = model.classifier, log_prior(model)
     x = torch.as_tensor(z, dtype=torch.float32)
-    probs = torch.softmax(net(x, torch.tensor(T_EPS)) + log_prior, 1)
+    probs = type_probabilities(model, x)
     top = probs.argmax(1)
     times = torch.linspace(T_EPS, 1.0, n_times)
     gen = torch.Generator().manual_seed(int(random_state))
@@ -88,7 +99,7 @@ def type_scores(model, z: np.ndarray, *, n_times: int = 50, n_noise: int = 8, th
     for j, t in enumerate(times):
         for _ in range(n_noise):
             xt, _, _ = model.module.sde.marginal(x, t.expand(len(x)), torch.randn(x.shape, generator=gen))
-            p = torch.softmax(net(xt, t) + log_prior, 1)
+            p = torch.softmax(net(xt, t) + prior, 1)
             curve[:, j] += p[torch.arange(len(x)), top] / n_noise
     certain = curve.numpy() >= threshold
     # the largest t such that every t' ≤ t is certain: the first uncertain time from the bottom, minus one step

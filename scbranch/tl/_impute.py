@@ -5,13 +5,12 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
 from ..model._impute import impute_latent, measurement, ridge
-from ..module import T_EPS
+from ..model._types import type_probabilities
 
 
 def _infer_types(model, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -19,10 +18,7 @@ def _infer_types(model, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if model.classifier is None:
         msg = "impute needs groupby= (the cells' types) or a model with its type classifier to infer them"
         raise ValueError(msg)
-    log_prior = torch.log(torch.as_tensor(model.config["type_weights"], dtype=torch.float32))
-    with torch.no_grad():
-        p = torch.softmax(model.classifier(torch.as_tensor(z, dtype=torch.float32), torch.tensor(T_EPS)) + log_prior,
-                          1).numpy()
+    p = type_probabilities(model, z).numpy()
     known = model.config["classifier"]["types"]
     return np.asarray(known)[p.argmax(1)], p.max(1)
 
@@ -103,7 +99,7 @@ def impute(
         types, prob = _infer_types(model, ridge(A, mu, x_obs, s2=s2).astype(np.float32))
     start = logg.info(f"imputing {len(model.var_names) - len(measured)} genes of {adata_panel.n_obs} cells from "
                       f"{len(measured)} measured")
-    z = impute_latent(model, x_obs, measured, types, n_samples=n_samples, n_steps=n_steps, guidance=guidance,
+    z = impute_latent(model, x_obs, (A, mu, s2), types, n_samples=n_samples, n_steps=n_steps, guidance=guidance,
                       random_state=random_state, progress=progress)
     full = model.representation.inverse_transform(z)
     full[:, measured] = x_obs
