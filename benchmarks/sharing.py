@@ -6,8 +6,9 @@ per ``sharing`` level, with otherwise default settings; each branched model also
 count of cells per type for quality (per-type MMD and kNN two-sample AUC in a 30-PC space of the real training
 cells, TSTR accuracy; the same on the rare types, < 50 training cells, alone) and ``--n-cost`` cells of every
 type for cost: cell-rows evaluated by the network (``n_evals``) and wall time relative to flat, same sampler
-and steps (Euler–Maruyama, 50). Data: pbmc68k_reduced (10 types, data tree), pbmc68k with ``hierarchy="cl"``
-(Cell Ontology topology), and counts simulated from balanced trees of 8 / 16 / 32 types
+and steps (Euler–Maruyama, 50), and the fraction of those cells that are distinct (a row copied at a split
+with no noisy step after it gives identical cells). Data: pbmc68k_reduced (10 types, data tree), pbmc68k with
+``hierarchy="cl"`` (Cell Ontology topology), and counts simulated from balanced trees of 8 / 16 / 32 types
 (``--cells-per-type``, two types per tree rare).
 
     .venv/bin/python benchmarks/sharing.py [--data pbmc sim16] [--sharing 0 0.5 1] [--seeds 0 1 2]
@@ -75,8 +76,12 @@ def cost(model, n: int, resample: bool = False, repeats: int = 3) -> dict:
         model.sample(n, progress=False, resample=resample)
         sample_s.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    st = sb.tl.generate(model, n, progress=False, resample=resample).uns["scbranch"]["generate"]
-    return {"n_evals": st["n_evals"], "gen_s": time.perf_counter() - t0, "sample_s": min(sample_s)}
+    syn = sb.tl.generate(model, n, progress=False, resample=resample)
+    gen_s, z = time.perf_counter() - t0, syn.obsm["X_scbranch"]
+    # identical synthetic cells (a row duplicated at a split with no noisy step after it), any types
+    distinct = len(np.unique(z.round(5), axis=0)) / len(z)
+    return {"n_evals": syn.uns["scbranch"]["generate"]["n_evals"], "gen_s": gen_s, "sample_s": min(sample_s),
+            "distinct": distinct}
 
 
 def run(name, adata, extra, seed, args) -> list[dict]:
@@ -110,8 +115,31 @@ def run(name, adata, extra, seed, args) -> list[dict]:
 
 def print_table(df: pd.DataFrame, name: str) -> None:
     cols = ["mean_branch_time", "evals_vs_flat", "time_vs_flat", "sample_time_vs_flat", "mmd", "auc_knn", "tstr",
-            "rare_mmd", "rare_auc"]
+            "rare_mmd", "rare_auc", "distinct"]
     print_mean_sd(df[df.data == name], "setting", cols, name)
+
+
+def plot_curve(df: pd.DataFrame, path: Path) -> None:
+    """The trade-off: held-out per-type MMD against evaluations relative to flat, one panel per data set (mean ± sd
+    over seeds; circles: rows handed over as they are, squares: resampled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(df["data"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        g = df[df.data == name].groupby("setting", sort=False)[["evals_vs_flat", "mmd"]].agg(["mean", "std"])
+        for setting, r in g.iterrows():
+            marker = "s" if "resample" in setting else ("*" if setting == "flat" else "o")
+            ax.errorbar(r[("evals_vs_flat", "mean")], r[("mmd", "mean")], yerr=r[("mmd", "std")], fmt=marker,
+                        capsize=3, color="black" if setting == "flat" else None)
+            ax.annotate(setting.replace("sharing ", "s"), (r[("evals_vs_flat", "mean")], r[("mmd", "mean")]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set(title=name, xlabel="network evaluations / flat", ylabel="held-out per-type MMD", xlim=(0, 1.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main():
@@ -132,6 +160,7 @@ def main():
             rows += run(name, adata, extra, seed, args)
             write_json(rows, args.out)
         print_table(pd.DataFrame(rows), name)
+    plot_curve(pd.DataFrame(rows), args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ branch point, so the steps upstream of a branch point are computed once for all 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -160,6 +161,9 @@ class CountingModel:
         return self.model(x, t, **kwargs)
 
 
+MIN_ESS = 0.02  # a child keeping less of its parent's rows still makes it carry at most 50× its need
+
+
 def sample_tree(
     model,
     sampler: Callable,
@@ -175,6 +179,7 @@ def sample_tree(
     progress: bool = True,
     x_init: torch.Tensor | None = None,
     resample: Callable | None = None,
+    ess: Mapping[int, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Generate cells of several types by walking their branches from t=1 down, sharing upstream steps.
 
@@ -188,7 +193,11 @@ def sample_tree(
     ``resample(x, t, child, parent, n, generator) -> row indices or None``, if given, picks the ``n`` rows a child
     branch starts from out of its parent's rows at the branch point ``t`` (``None``: the first ``n``), e.g.
     importance resampling by a noisy type classifier, so that the child starts from its own marginal rather than
-    the parent's mixture.
+    the parent's mixture. ``ess[b]`` (with ``resample``): the fraction of its parent's rows that branch ``b`` keeps
+    as effective (distinct) rows after resampling, e.g. ≈ 1 where the children still overlap at the branch point,
+    ≈ the child's share where they no longer do. The walk then sizes every branch so that each child's effective
+    rows cover what it needs (a parent carries need × α² / ess rows, α² the signal fraction at the split; ess is
+    floored at 2 %), instead of duplicating a few rows.
     """
     counter = CountingModel(model)
     grid = ts.numpy()
@@ -199,6 +208,27 @@ def sample_tree(
         return ts[i_hi : i_lo + 1]
 
     types = [ty for ty, n in n_per_type.items() if n > 0]
+    kept = ess if resample is not None and ess else {}
+
+    def worth(c: int) -> float:
+        """What a row duplicated at child ``c``'s branch point costs in diversity: the signal fraction α² there.
+        Two copies of x_t end as two draws from p(x_0 | x_t), nearly independent where α² ≈ 0 (high noise),
+        nearly identical where α² ≈ 1 (a late split), so only late splits need their full ESS in rows."""
+        alpha, _ = sde.alpha_sigma(torch.tensor(float(bounds[c][1])))
+        return float((alpha**2).mean())
+
+    def rows_of(b: int | None, tys: list[str], depth: int) -> int:
+        """Rows branch ``b`` (the root when ``None``) carries for ``tys``, whose paths pass it at ``depth``."""
+        own, groups = [], {}
+        for ty in tys:
+            if depth == len(paths[ty]):
+                own.append(n_per_type[ty])
+            else:
+                groups.setdefault(paths[ty][depth], []).append(ty)
+        need = {c: rows_of(c, members, depth + 1) for c, members in groups.items()}
+        if b is None:  # the prior draw: each root branch takes the rows it needs
+            return max(need.values())
+        return math.ceil(max(own + [n * max(1.0, worth(c) / max(kept.get(c, 1.0), MIN_ESS)) for c, n in need.items()]))
     total = sum(max(len(steps_of(b)) - 1, 0) for b in {b for ty in types for b in paths[ty]})
     pbar = tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False)
     out: dict[str, torch.Tensor] = {}
@@ -212,7 +242,7 @@ def sample_tree(
                 groups.setdefault(paths[ty][depth], []).append(ty)
         for b, members in groups.items():
             sub = steps_of(b)
-            n = max(n_per_type[ty] for ty in members)
+            n = rows_of(b, members, depth + 1)
             idx = resample(x, float(sub[0]), b, parent, n, generator) if resample and parent is not None else None
             xb = x[:n] if idx is None else x[idx]
             if len(sub) > 1:
@@ -223,7 +253,7 @@ def sample_tree(
             walk(xb, members, depth + 1, b)
 
     if x_init is None:  # the prior at t=1; transmutation starts from noised cells at an earlier time instead
-        x_init = torch.randn((max(n_per_type[ty] for ty in types), n_features), generator=generator)
+        x_init = torch.randn((rows_of(None, types, 0), n_features), generator=generator)
     walk(x_init, types, 0, None)
     pbar.close()
     return out, {"nfe": counter.nfe, "n_evals": counter.n_evals}

@@ -133,3 +133,61 @@ def test_sharing_moves_branch_points_down_and_saves_evaluations(toy_adata):
     assert evals[1.0] < evals[0.0]
     with pytest.raises(ValueError, match="sharing must be"):
         sb.tl.fit(toy_adata.copy(), groupby="cell_type", sharing=1.5, **fast())
+
+
+def test_systematic_resampling_keeps_each_row_its_share():
+    from scbranch.model._types import systematic_resample
+
+    gen = torch.Generator().manual_seed(0)
+    idx = systematic_resample(torch.ones(500), 500, gen)  # equal weights: every row exactly once
+    np.testing.assert_array_equal(np.sort(idx.numpy()), np.arange(500))
+    w = torch.tensor([0.5, 0.25, 0.125, 0.125, 0.0])
+    counts = np.bincount(systematic_resample(w, 40, gen).numpy(), minlength=5)
+    np.testing.assert_array_equal(counts, [20, 10, 5, 5, 0])  # n·w̄ exactly when it is an integer
+    counts = np.bincount(systematic_resample(w, 7, gen).numpy(), minlength=5)
+    assert counts.sum() == 7 and np.all(np.abs(counts - 7 * w.numpy() / w.sum().numpy()) < 1)
+
+
+def test_a_late_split_sized_by_ess_hands_each_child_distinct_rows():
+    """The known mixture split at t_b = 0.15, where the components barely overlap (each child keeps about half
+    of the parent's rows): told so (``ess``), the walk carries more shared rows, and each child recovers its
+    component from distinct rows instead of duplicating half of them; without ``ess`` the cost is the old one."""
+    sde, t_b, n = VPSDE(), 0.15, 2000
+    model = ExactGaussianMixture(sde)
+
+    distinct = []
+
+    def exact_resample(x, t, child, parent, n_rows, generator):
+        w = 2 * torch.softmax(model.log_weights(x, torch.tensor([t])), 1)[:, child - 1]
+        idx = sb.model._types.systematic_resample(w, n_rows, generator)
+        distinct.append(len(torch.unique(idx)) / n_rows)
+        return idx
+
+    def walk(ess, n_steps=50):
+        return sample_tree(model, get_sampler("euler_maruyama"), {"A": [0, 1], "B": [0, 2]},
+                           {0: (t_b, 1.0), 1: (0.0, t_b), 2: (0.0, t_b)}, {"A": n, "B": n}, get_times(n_steps),
+                           sde=sde, n_features=2, generator=torch.Generator().manual_seed(0), progress=False,
+                           resample=exact_resample, ess=ess)
+
+    (_, st_plain), (sized, st_sized) = walk(None), walk({1: 0.5, 2: 0.5})
+    alpha2 = float(sde.alpha_sigma(torch.tensor(t_b))[0] ** 2)
+    shared_steps = int((get_times(50) - t_b).abs().argmin())  # the branch point snaps to the nearest grid time
+    assert st_plain["n_evals"] == n * shared_steps + 2 * n * (50 - shared_steps)
+    # the shared branch carried n·α²/0.5 rows: the children's rows are worth α² of fresh ones at t_b
+    assert st_sized["n_evals"] == int(np.ceil(n * alpha2 / 0.5)) * shared_steps + 2 * n * (50 - shared_steps)
+    for ty, k in (("A", 1), ("B", 2)):
+        np.testing.assert_allclose(sized[ty].mean(0).numpy(), MU[k].numpy(), atol=0.1)
+        np.testing.assert_allclose(sized[ty].std(0).numpy(), [S, S], rtol=0.1)
+    # without sizing, each child duplicates about half its rows; sized, it draws ≥ α² of them distinct
+    assert max(distinct[:2]) < 0.65 and min(distinct[2:]) > 0.75
+
+
+def test_branch_ess_is_measured_at_fit_and_late_splits_are_floored(typed_model):
+    from scbranch.hierarchy._data import MIN_BRANCH_TIME
+
+    model, _ = typed_model
+    ess = model.config["branch_ess"]
+    paths, _, _ = model.walk_layout()
+    children = {str(c) for p in paths.values() for c in p[1:]}
+    assert set(ess) == children and all(0 < f <= 1 for f in ess.values())
+    assert all(n.time >= MIN_BRANCH_TIME for n in model.hierarchy.internal_nodes)

@@ -40,6 +40,12 @@ from ._tree import Hierarchy, Node, fresh_names
 N_REF = 200
 
 
+# No branch point below t = 0.05: every type keeps the last stretch of the reverse process to itself (≥ 2 noisy
+# steps of the default 50-step grid). With splits at t ≈ 0.01 (types no test tells apart at high ``sharing``) two
+# types took the same rows and no step of their own: identical cells under two labels.
+MIN_BRANCH_TIME = 0.05
+
+
 def n_ref_for(sharing: float) -> float:
     """The separation test's reference sample size for a ``sharing`` level in [0, 1], log-linear from
     ``N_REF`` cells per type (0: branch where a 200-cell test still sees two types apart) to 1 cell (1: branch
@@ -162,7 +168,7 @@ def calibrate_times(hierarchy: Hierarchy, test: SeparationTest) -> tuple[Hierarc
                         if pair[pos[a], pos[b]] > raw:
                             raw, arg = pair[pos[a], pos[b]], (a, b)
         floor = max(c.time for c in kids)
-        node.time = max(raw, floor, 0.01)  # a floor keeps every leaf branch non-empty
+        node.time = max(raw, floor, MIN_BRANCH_TIME)
         conflict = ""
         if raw < floor:
             inner = max((c for c in kids if not c.is_leaf), key=lambda c: c.time)

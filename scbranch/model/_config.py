@@ -83,7 +83,8 @@ class ModelConfig:
     branched
         ``False``: the flat label-conditional baseline in the same code.
     type_classifier
-        Also train the noise-conditioned type classifier (``tl.score_types``, ``generate(resample=True)``).
+        Also train the noise-conditioned type classifier (``tl.score_types``; ``generate`` resamples rows at
+        branch points with it).
     """
 
     representation: str = "pca"

@@ -25,7 +25,7 @@ def generate(
     n_steps: int | None = None,
     spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
-    resample: bool = False,
+    resample: bool | None = None,
     proportions: Mapping[str, float] | None = None,
     condition: Mapping[str, str] | None = None,
     transform_batch: str | None = None,
@@ -63,11 +63,17 @@ def generate(
         distribution, more network evaluations).
     resample
         At each branch point, each child draws the rows it continues from its parent's rows by the type
-        classifier's posterior ratio p(child | x_t) / π(child), so it starts from its own marginal rather than the
-        parent's mixture (needs ``fit(type_classifier=True)``). Off by default: in ``benchmarks/sharing.py`` it
-        rescued late splits (sharing 1, per-type MMD pbmc68k 0.225 → 0.107, 16 simulated types 0.158 → 0.040) but
-        was mixed at the default sharing 0.5 (pbmc68k 0.065 → 0.079, 16 types 0.019 → 0.021, kNN AUC and
-        train-on-synthetic accuracy better on one and worse on the other): turn it on with high ``sharing``.
+        classifier's posterior ratio p(child | x_t) / π(child) (systematic resampling), so it starts from its own
+        marginal rather than the parent's mixture; the shared branches carry enough rows for it: a child that
+        keeps a fraction f of its parent's rows as effective ones (measured at fit on noised training cells and
+        kept in ``model.config["branch_ess"]``) makes its parent carry up to n·α²/f rows, α² the signal
+        fraction at the split (copies of a row made at high noise end as nearly independent cells; at low
+        noise as near twins). Default ``None``: on whenever the model has its type classifier (``fit``'s
+        default). In ``benchmarks/sharing.py`` (default sharing 0.5, 3 seeds; network evaluations relative to
+        flat / held-out per-type MMD / train-on-synthetic accuracy / rare types' MMD): 16 simulated types 0.37 /
+        0.014 / 0.52 / 0.039 (off: 0.27 / 0.022 / 0.44 / 0.050; flat 1.00 / 0.013 / 0.50 / 0.036); pbmc68k 0.61 /
+        0.033 / 0.78 / 0.035 (off: 0.45 / 0.067 / 0.78 / 0.078; flat 1.00 / 0.056 / 0.78 / 0.068). ``False``: the
+        cheaper walk, rows handed to the children as they are.
     obs_prefix
         Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls
         with different seeds give distinct names).

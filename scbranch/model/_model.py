@@ -317,7 +317,7 @@ class BranchedDiffusion:
         n_steps: int | None = None,
         spacing: str = "uniform",
         shared: bool = True,
-        resample: bool = False,
+        resample: bool | None = None,
         condition: Mapping[str, str] | None = None,
         random_state: int = 0,
         progress: bool = True,
@@ -327,8 +327,10 @@ class BranchedDiffusion:
         ``n_cells``: an int for every type, or ``{type or internal node: n}`` (a node's cells are split over its
         types in their training proportions, see :func:`~scbranch.model._requests.plan`).
 
-        ``shared=False`` walks each type's path alone (the cost baseline for the tree walk). ``resample``: at each
-        branch point, a child draws its rows from the parent's by the type classifier's posterior ratio.
+        ``shared=False`` walks each type's path alone (the cost baseline for the tree walk). ``resample``
+        (default: whenever the model has its type classifier): at each branch point, a child draws its rows from
+        the parent's by the type classifier's posterior ratio, the shared branches carrying enough rows for it
+        (see :func:`~scbranch.tl.generate`).
         ``condition``: ``{covariate: value}`` for a model fitted with ``condition_keys`` (keys left out, or
         ``None``, are marginalized).
         """
@@ -339,11 +341,15 @@ class BranchedDiffusion:
         req = plan(self, n_cells, random_state=random_state).per_type
         n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
         _anndata.check_count(n_steps, what="n_steps")
+        if resample is None:  # default: resample wherever the model has its type classifier
+            resample = self.classifier is not None
         if resample and self.classifier is None:
             msg = ("resample=True needs the model's type classifier (model_kwargs={'type_classifier': True}, the "
                    "default)")
             raise ValueError(msg)
         resampler = make_resampler(self) if resample else None
+        # how much of a parent's rows each resampling child keeps, measured at fit (older models: assume all)
+        ess = {int(b): f for b, f in self.config.get("branch_ess", {}).items()} if resample else None
         eps_model = conditioned(self.module, condition_codes(self, condition))
         paths, bounds, heads = self.walk_layout()
         ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)
@@ -354,7 +360,7 @@ class BranchedDiffusion:
             for group in groups:
                 cells, st = sample_tree(eps_model, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
-                                        heads=heads, generator=gen, progress=progress, resample=resampler)
+                                        heads=heads, generator=gen, progress=progress, resample=resampler, ess=ess)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,

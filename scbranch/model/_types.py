@@ -5,6 +5,8 @@ See :mod:`scbranch.module._classifier` for the network and why it is separate fr
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import torch
@@ -31,6 +33,7 @@ def fit_type_classifier(model, z: np.ndarray, labels: np.ndarray, *, steps: int 
                                   torch.as_tensor(np.array(codes), dtype=torch.long), steps=steps, generator=gen)
     model.classifier = net
     model.config["classifier"] = {"types": list(model.types), "steps": steps}
+    model.config["branch_ess"] = branch_ess(model, z, labels, random_state=random_state)
     return losses
 
 
@@ -77,9 +80,47 @@ def make_resampler(model):
         w = mixture_weights(model.classifier, x, t, below[child], below[parent], prior)
         if not torch.isfinite(w).all() or w.sum() <= 0:
             return None
-        return torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
+        return systematic_resample(w, n, generator)
 
     return resample
+
+
+def systematic_resample(w: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` row indices ∝ weights ``w`` by systematic resampling: one uniform offset, ``n`` evenly spaced points
+    on the weights' CDF. Row i is drawn ⌊n w̄_i⌋ or ⌈n w̄_i⌉ times (w̄ = w / Σw), so equal weights keep every row
+    once, where a multinomial draw would keep only ~63 % of them and duplicate the rest."""
+    cdf = torch.cumsum(w.double() / w.double().sum(), 0)
+    u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(n, dtype=torch.float64)) / n
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(w) - 1)
+
+
+@torch.no_grad()
+def branch_ess(model, z: np.ndarray, labels: np.ndarray, *, n_noise: int = 4, max_cells: int = 2000,
+               random_state: int = 0) -> dict[str, float]:
+    """Per branch that starts at a branch point: the effective fraction of its parent's rows it keeps when
+    resampling, (E w)² / E w² with w = p_child / p_parent, over the parent's training cells noised to the branch
+    point (cells weighted to the training mixture). ≈ 1 where the children still overlap there, → the child's
+    share of the mixture where they are apart. :func:`~scbranch.sampling.sample_tree` sizes branches by it."""
+    codes = np.asarray(pd.Categorical(labels, categories=model.config["classifier"]["types"]).codes)
+    below, prior = branch_types(model), log_prior(model)
+    mix = prior.exp().numpy() / np.maximum(np.bincount(codes[codes >= 0], minlength=len(prior)), 1)
+    paths, bounds, _ = model.walk_layout()
+    edges = {(p, c) for path in paths.values() for p, c in itertools.pairwise(path)}
+    gen = torch.Generator().manual_seed(int(random_state))
+    rng = np.random.default_rng(random_state)
+    out = {}
+    for parent, child in sorted(edges):
+        if not below[child] or set(below[child]) == set(below[parent]):
+            continue
+        rows = np.flatnonzero(np.isin(codes, below[parent]))
+        rows = rng.choice(rows, min(len(rows), max_cells), replace=False)
+        x0 = torch.as_tensor(z[rows], dtype=torch.float32).repeat(n_noise, 1)
+        cell_w = torch.as_tensor(mix[codes[rows]], dtype=torch.float64).repeat(n_noise)
+        t = torch.tensor(float(bounds[child][1]))  # (t_start, t_end): the child begins at its upper end
+        xt, _, _ = model.module.sde.marginal(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=gen))
+        w = mixture_weights(model.classifier, xt, float(t), below[child], below[parent], prior).double()
+        out[str(child)] = float(min((cell_w * w).sum() ** 2 / (cell_w.sum() * (cell_w * w**2).sum()), 1.0))
+    return out
 
 
 @torch.no_grad()

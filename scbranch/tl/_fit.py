@@ -96,14 +96,16 @@ def fit(
         How much of the reverse trajectory types share, in [0, 1]: branch points are placed where a two-sample
         test on ``200 ** (1 - sharing)`` cells per type stops telling the noised types apart (0: 200 cells, the
         earliest split in the reverse process; 1: single cells, the latest split and most shared steps). The
-        topology always comes from the 200-cell test. Default 0.5, the knee of the curve measured in
-        ``benchmarks/sharing.py`` (cell-evaluations for all types relative to flat / held-out per-type MMD /
-        train-on-synthetic accuracy). pbmc68k, 3 seeds: flat 1.00 / 0.056 / 0.78; sharing 0: 0.64 / 0.069 /
-        0.80; 0.5: 0.44 / 0.065 / 0.79; 1: 0.21 / 0.225 / 0.64 (0.107 / 0.77 with ``resample``). 16 simulated
-        types, 2 seeds: flat 1.00 / 0.012 / 0.51; 0: 0.54 / 0.015 / 0.51; 0.5: 0.25 / 0.019 / 0.44; 1: 0.10 /
-        0.158 / 0.26 (0.040 / 0.49 with ``resample``). Around the knee (3 seeds): sharing 0.6 gives 0.40 / 0.095 /
-        0.78 on pbmc68k and 0.22 / 0.022 / 0.43 on 16 types (flat 0.013 / 0.50 there): beyond 0.5 the simulated
-        tree loses quality beyond seed noise.
+        topology always comes from the 200-cell test; no branch point lies below t = 0.05, so every type keeps
+        the last steps of the reverse process to itself. Default 0.5, measured in ``benchmarks/sharing.py``
+        (3 seeds; cell-evaluations for all types relative to flat / held-out per-type MMD / train-on-synthetic
+        accuracy, with ``generate``'s default ``resample``): 16 simulated types: flat 1.00 / 0.013 / 0.50;
+        sharing 0.5: 0.37 / 0.014 / 0.52; 0.7: 0.31 / 0.015 / 0.52; 1: 0.46 / 0.021 / 0.50. pbmc68k: flat 1.00 /
+        0.056 / 0.78; 0.5: 0.61 / 0.033 / 0.78; 0.7: 0.59 / 0.072 / 0.79; 1: 0.64 / 0.051 / 0.79. With
+        resampling, quality stays at flat's over the whole range and the cost is lowest around 0.5–0.7 (later
+        splits need more rows to hand each type distinct ones); 0.5 is the better of the two on pbmc68k. Without
+        resampling (``generate(resample=False)``) late splits are cheaper but lose quality: 0.5 gives 0.27 / 0.022
+        / 0.44 and 1 gives 0.13 / 0.161 / 0.30 on 16 types.
     max_steps
         The most training steps; by default chosen by data size (:func:`default_steps`). Training stops early
         when the validation loss stops improving.
@@ -114,7 +116,7 @@ def fit(
         ``beta_min``, ``beta_max``; ``softness`` for component-wise noise schedules, coarse to fine — off by
         default, as in ``benchmarks/schedules.py`` it did not beat standard diffusion: pbmc68k MMD 0.062 / kNN
         AUC 0.642 at softness 4 vs 0.064 / 0.606; ``type_classifier``, the noise-conditioned classifier behind
-        :func:`~scbranch.tl.score_types` and ``generate(resample=True)``; ``branched=False``, the flat
+        :func:`~scbranch.tl.score_types` and ``generate``'s resampling at branch points; ``branched=False``, the flat
         label-conditional baseline in the same code).
     train_kwargs
         Fields of :class:`~scbranch.model.TrainConfig`: ``batch_size``, ``lr``, the stopping rule (``stop_tol``,
