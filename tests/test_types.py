@@ -188,6 +188,7 @@ def test_branch_ess_is_measured_at_fit_and_late_splits_are_floored(typed_model):
     model, _ = typed_model
     ess = model.config["branch_ess"]
     paths, _, _ = model.walk_layout()
-    children = {str(c) for p in paths.values() for c in p[1:]}
+    node = dict(zip(model.branches["branch"], model.branches["node"]))
+    children = {node[c] for p in paths.values() for c in p[1:]}
     assert set(ess) == children and all(0 < f <= 1 for f in ess.values())
     assert all(n.time >= MIN_BRANCH_TIME for n in model.hierarchy.internal_nodes)

@@ -71,8 +71,8 @@ def generate(
         noise as near twins). Default ``None``: on whenever the model has its type classifier (``fit``'s
         default). In ``benchmarks/sharing.py`` (default sharing 0.5, 3 seeds; network evaluations relative to
         flat / held-out per-type MMD / train-on-synthetic accuracy / rare types' MMD): 16 simulated types 0.37 /
-        0.014 / 0.52 / 0.039 (off: 0.27 / 0.022 / 0.44 / 0.050; flat 1.00 / 0.013 / 0.50 / 0.036); pbmc68k 0.61 /
-        0.033 / 0.78 / 0.035 (off: 0.45 / 0.067 / 0.78 / 0.078; flat 1.00 / 0.056 / 0.78 / 0.068). ``False``: the
+        0.014 / 0.52 / 0.039 (off: 0.27 / 0.022 / 0.44 / 0.050; flat 1.00 / 0.013 / 0.50 / 0.036); pbmc68k 0.71 /
+        0.054 / 0.77 / 0.065 (off: 0.45 / 0.067 / 0.78 / 0.078; flat 1.00 / 0.056 / 0.78 / 0.068). ``False``: the
         cheaper walk, rows handed to the children as they are.
     obs_prefix
         Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls

@@ -349,7 +349,8 @@ class BranchedDiffusion:
             raise ValueError(msg)
         resampler = make_resampler(self) if resample else None
         # how much of a parent's rows each resampling child keeps, measured at fit (older models: assume all)
-        ess = {int(b): f for b, f in self.config.get("branch_ess", {}).items()} if resample else None
+        kept = self.config.get("branch_ess", {}) if resample else {}
+        ess = {int(b): kept[n] for b, n in zip(self.branches["branch"], self.branches["node"]) if n in kept}
         eps_model = conditioned(self.module, condition_codes(self, condition))
         paths, bounds, heads = self.walk_layout()
         ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)

@@ -97,7 +97,8 @@ def systematic_resample(w: torch.Tensor, n: int, generator: torch.Generator | No
 @torch.no_grad()
 def branch_ess(model, z: np.ndarray, labels: np.ndarray, *, n_noise: int = 4, max_cells: int = 2000,
                random_state: int = 0) -> dict[str, float]:
-    """Per branch that starts at a branch point: the effective fraction of its parent's rows it keeps when
+    """Per branch that starts at a branch point, keyed by its node (branch ids change when a type is added;
+    node names do not): the effective fraction of its parent's rows it keeps when
     resampling, (E w)² / E w² with w = p_child / p_parent, over the parent's training cells noised to the branch
     point (cells weighted to the training mixture). ≈ 1 where the children still overlap there, → the child's
     share of the mixture where they are apart. :func:`~scbranch.sampling.sample_tree` sizes branches by it."""
@@ -106,6 +107,7 @@ def branch_ess(model, z: np.ndarray, labels: np.ndarray, *, n_noise: int = 4, ma
     mix = prior.exp().numpy() / np.maximum(np.bincount(codes[codes >= 0], minlength=len(prior)), 1)
     paths, bounds, _ = model.walk_layout()
     edges = {(p, c) for path in paths.values() for p, c in itertools.pairwise(path)}
+    node_of = dict(zip(model.branches["branch"].astype(int), model.branches["node"], strict=True))
     gen = torch.Generator().manual_seed(int(random_state))
     rng = np.random.default_rng(random_state)
     out = {}
@@ -119,7 +121,7 @@ def branch_ess(model, z: np.ndarray, labels: np.ndarray, *, n_noise: int = 4, ma
         t = torch.tensor(float(bounds[child][1]))  # (t_start, t_end): the child begins at its upper end
         xt, _, _ = model.module.sde.marginal(x0, t.expand(len(x0)), torch.randn(x0.shape, generator=gen))
         w = mixture_weights(model.classifier, xt, float(t), below[child], below[parent], prior).double()
-        out[str(child)] = float(min((cell_w * w).sum() ** 2 / (cell_w.sum() * (cell_w * w**2).sum()), 1.0))
+        out[str(node_of[child])] = float(min((cell_w * w).sum() ** 2 / (cell_w.sum() * (cell_w * w**2).sum()), 1.0))
     return out
 
 

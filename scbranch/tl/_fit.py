@@ -100,10 +100,10 @@ def fit(
         the last steps of the reverse process to itself. Default 0.5, measured in ``benchmarks/sharing.py``
         (3 seeds; cell-evaluations for all types relative to flat / held-out per-type MMD / train-on-synthetic
         accuracy, with ``generate``'s default ``resample``): 16 simulated types: flat 1.00 / 0.013 / 0.50;
-        sharing 0.5: 0.37 / 0.014 / 0.52; 0.7: 0.31 / 0.015 / 0.52; 1: 0.46 / 0.021 / 0.50. pbmc68k: flat 1.00 /
-        0.056 / 0.78; 0.5: 0.61 / 0.033 / 0.78; 0.7: 0.59 / 0.072 / 0.79; 1: 0.64 / 0.051 / 0.79. With
-        resampling, quality stays at flat's over the whole range and the cost is lowest around 0.5–0.7 (later
-        splits need more rows to hand each type distinct ones); 0.5 is the better of the two on pbmc68k. Without
+        sharing 0.5: 0.37 / 0.014 / 0.52; 0.7: 0.32 / 0.015 / 0.52; 1: 0.54 / 0.021 / 0.50. pbmc68k: flat 1.00 /
+        0.056 / 0.78; 0.5: 0.71 / 0.054 / 0.77; 0.7: 0.74 / 0.090 / 0.80; 1: 0.87 / 0.051 / 0.79. With
+        resampling, quality stays near flat's over the whole range and the cost is lowest around 0.5–0.7 (later
+        splits need more rows to hand each type distinct ones); 0.5 is the cheaper of the two on pbmc68k. Without
         resampling (``generate(resample=False)``) late splits are cheaper but lose quality: 0.5 gives 0.27 / 0.022
         / 0.44 and 1 gives 0.13 / 0.161 / 0.30 on 16 types.
     max_steps
