@@ -217,32 +217,41 @@ def sample_tree(
         alpha, _ = sde.alpha_sigma(torch.tensor(float(bounds[c][1])))
         return float((alpha**2).mean())
 
-    def rows_of(b: int | None, tys: list[str], depth: int) -> int:
-        """Rows branch ``b`` (the root when ``None``) carries for ``tys``, whose paths pass it at ``depth``."""
-        own, groups = [], {}
+    def split(tys: list[str], depth: int) -> tuple[list[str], dict[int, list[str]]]:
+        """The types whose paths end at ``depth``, and the others grouped by their branch there."""
+        ended, groups = [], {}
         for ty in tys:
             if depth == len(paths[ty]):
-                own.append(n_per_type[ty])
+                ended.append(ty)
             else:
                 groups.setdefault(paths[ty][depth], []).append(ty)
+        return ended, groups
+
+    size: dict[int, int] = {}  # rows each branch carries, set once before the walk
+
+    def rows_of(b: int | None, tys: list[str], depth: int) -> int:
+        """Rows branch ``b`` (the root when ``None``) carries for ``tys``, whose paths pass it at ``depth``."""
+        ended, groups = split(tys, depth)
+        own = [n_per_type[ty] for ty in ended]
         need = {c: rows_of(c, members, depth + 1) for c, members in groups.items()}
         if b is None:  # the prior draw: each root branch takes the rows it needs
             return max(need.values())
-        return math.ceil(max(own + [n * max(1.0, worth(c) / max(kept.get(c, 1.0), MIN_ESS)) for c, n in need.items()]))
+        size[b] = math.ceil(max(own + [n * max(1.0, worth(c) / max(kept.get(c, 1.0), MIN_ESS))
+                                       for c, n in need.items()]))
+        return size[b]
+
+    n_root = rows_of(None, types, 0)
     total = sum(max(len(steps_of(b)) - 1, 0) for b in {b for ty in types for b in paths[ty]})
     pbar = tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False)
     out: dict[str, torch.Tensor] = {}
 
     def walk(x: torch.Tensor, tys: list[str], depth: int, parent: int | None):
-        groups: dict[int, list[str]] = {}
-        for ty in tys:
-            if depth == len(paths[ty]):
-                out[ty] = x[: n_per_type[ty]]
-            else:
-                groups.setdefault(paths[ty][depth], []).append(ty)
+        ended, groups = split(tys, depth)
+        for ty in ended:
+            out[ty] = x[: n_per_type[ty]]
         for b, members in groups.items():
             sub = steps_of(b)
-            n = rows_of(b, members, depth + 1)
+            n = size[b]
             idx = resample(x, float(sub[0]), b, parent, n, generator) if resample and parent is not None else None
             xb = x[:n] if idx is None else x[idx]
             if len(sub) > 1:
@@ -253,7 +262,7 @@ def sample_tree(
             walk(xb, members, depth + 1, b)
 
     if x_init is None:  # the prior at t=1; transmutation starts from noised cells at an earlier time instead
-        x_init = torch.randn((rows_of(None, types, 0), n_features), generator=generator)
+        x_init = torch.randn((n_root, n_features), generator=generator)
     walk(x_init, types, 0, None)
     pbar.close()
     return out, {"nfe": counter.nfe, "n_evals": counter.n_evals}

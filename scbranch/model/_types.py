@@ -67,15 +67,21 @@ def type_probabilities(model, z) -> torch.Tensor:
     return torch.softmax(model.classifier(x, torch.tensor(T_EPS)) + log_prior(model), 1)
 
 
+def _resampled(below: dict[int, list[int]], child: int, parent: int) -> bool:
+    """Whether a child's rows are resampled at its branch point: it holds known types, and not all of its
+    parent's (a branch continuing its parent's type set, or holding only types added later, keeps the rows)."""
+    return bool(below[child]) and set(below[child]) != set(below[parent])
+
+
 def make_resampler(model):
     """``resample(x, t, child, parent, n, generator)`` for :func:`~scbranch.sampling.sample_tree`: ``n`` rows
-    of the parent's ``x`` drawn with replacement ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio), or
-    ``None`` (keep the first rows, draw nothing) where that ratio is 1 or unknown."""
+    of the parent's ``x`` drawn ∝ p_child(x_t) / p_parent(x_t) (classifier posterior ratio) by systematic
+    resampling, or ``None`` (keep the first rows, draw nothing) where that ratio is 1 or unknown."""
     below = branch_types(model)
     prior = log_prior(model)
 
     def resample(x, t, child, parent, n, generator):
-        if not below[child] or set(below[child]) == set(below[parent]):
+        if not _resampled(below, child, parent):
             return None
         w = mixture_weights(model.classifier, x, t, below[child], below[parent], prior)
         if not torch.isfinite(w).all() or w.sum() <= 0:
@@ -112,7 +118,7 @@ def branch_ess(model, z: np.ndarray, labels: np.ndarray, *, n_noise: int = 4, ma
     rng = np.random.default_rng(random_state)
     out = {}
     for parent, child in sorted(edges):
-        if not below[child] or set(below[child]) == set(below[parent]):
+        if not _resampled(below, child, parent):
             continue
         rows = np.flatnonzero(np.isin(codes, below[parent]))
         rows = rng.choice(rows, min(len(rows), max_cells), replace=False)
