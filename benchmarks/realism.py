@@ -1,152 +1,185 @@
-"""Gene-by-gene realism of synthetic cells on held-out real cells, over several seeds, next to the real floor.
+"""Realism of synthetic cells on held-out real cells, cell by cell and gene by gene, next to the floors.
 
-For each data set (pbmc68k_reduced: log-normalized, counts recoverable; simulated counts from an 8-type tree)
-and seed: a stratified 70/30 split per type; scbranch with its defaults generates each type's training count
-of cells. Its synthetic cells are decoded twice from the same model-space cells: by the default count decoder,
-and by the residual + hurdle decoder used when the input holds no counts. The plain MLP diffusion peer
-(``_baselines.mlp_diffusion``) is trained in the evaluation PCA space and scored there only. The floor is
-real training vs real held-out cells. Scores (``scbranch.metrics``): per-type MMD and kNN two-sample AUC in a
-30-PC space of the real training cells; fraction-expressing MAE, variance log2 ratio, mean r, top-20 marker
-overlap, HVG overlap, correlation error (top 100 HVGs), kNN mixing (1 = ideal) against the held-out cells;
-the same gene-level scores for the rare types (< 50 training cells) alone. Prints markdown, writes JSON.
+Data sets (each a stratified 70/30 split per type, per seed): zeisel (mouse brain, 3,005 cells × 4,000 genes,
+7 types) and human_kidney (5,685 × 2,000, 11 types), raw counts read through ``data_manifests/`` from
+``../shared/data/`` (or ``--data-dir``); pbmc68k_reduced's recovered counts (700 cells, 10 types); simulated
+counts from an 8-type tree. Every generator makes each type's training count of cells. Rows:
 
-    .venv/bin/python benchmarks/realism.py [--seeds 0 1 2] [--data pbmc sim] [--peer-steps 12000]
-        [--fit-kwargs '{"dropout": 0}' --only-scbranch]   # a candidate setting, scbranch rows only
+- real floor: the real training cells themselves (what a perfect generator scores);
+- decoder floor: ``model.reconstruct(train)``, decode(encode(real training cells)), for the default and for
+  ``representation="scvi"`` (the best any diffusion in that model space can reach);
+- scbranch default, flat (``branched=False``), ``representation="scvi"`` (on the scVI model of the next row);
+- scVI posterior predictive of the training cells (it copies them: an upper bound for "copying" generators);
+- per-type Gaussian and the plain MLP diffusion peer, both in the evaluation PCA (no decoding: scored there).
+
+Cell-level scores in a 30-PC space fitted on the real training cells: per-type MMD with per-type bandwidths
+fixed across methods (the real cells' median distance), kNN two-sample AUC (0.5 ideal, equal sample sizes),
+train-on-synthetic accuracy on held-out cells (``tstr``); the same for the rare types (< 50 training cells)
+apart. Gene-level (counts-based rows): fraction-expressing MAE, variance log2 ratio, top-20 marker overlap,
+kNN mixing. Prints mean ± sd over seeds as markdown and writes JSON.
+
+    .venv/bin/python benchmarks/realism.py [--data zeisel human_kidney pbmc sim] [--seeds 0 1 2]
+        [--rows default flat ...] [--fit-kwargs '{"n_comps": 50}'] [--peer-steps 12000] [--scvi-epochs 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
-from _baselines import mlp_diffusion
-from _common import (
-    GROUPBY,
-    Evaluator,
-    _dense,
-    fit,
-    print_mean_sd,
-    quiet_logs,
-    simulated_counts,
-    split_per_type,
-    write_json,
-)
+from _baselines import gaussian_per_type, mlp_diffusion
+from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, simulated_counts, split_per_type
+from _common import write_json as _write_json
+from scipy import sparse
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.representation import DecoderData
 
-GENE_KEYS = ["expressing_mae", "var_log2_ratio", "mean_r", "marker_overlap", "hvg_overlap", "corr_error",
-             "knn_mixing"]
 RARE_CELLS = 50
+ROWS = ["real", "decoder_floor", "default", "flat", "scvi", "scvi_decoder_floor", "scvi_posterior", "gaussian",
+        "peer"]
+CELL_KEYS = ["mmd", "auc_knn", "tstr", "rare_mmd", "rare_auc_knn"]
+GENE_KEYS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def lognorm(a) -> np.ndarray:
-    x = _dense(a.X)
-    return sb._anndata.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
+def load(name: str, data_dir: Path) -> ad.AnnData:
+    """Raw counts in ``.X`` and the label column copied to ``GROUPBY``."""
+    if name == "sim":
+        return simulated_counts()
+    if name == "pbmc":
+        adata = sb.datasets.pbmc68k_counts()
+        return ad.AnnData(adata.X, obs=adata.obs[[GROUPBY]].copy(), var=pd.DataFrame(index=adata.var_names))
+    adata = sb.datasets.load(name, data_dir=data_dir)
+    adata.X = sparse.csr_matrix(adata.X)
+    adata.obs[GROUPBY] = adata.obs[sb.datasets.manifests()[name]["label_key"]].astype(str).astype("category")
+    return adata
 
 
-def score(name, ev, x_syn, y_syn, x_te, y_te, rare, var_names, z_syn=None) -> dict:
-    tab = metrics.per_type_quality(ev.z_test, ev.y_test, ev.project(x_syn) if z_syn is None else z_syn, y_syn)
-    row = {"method": name, "mmd": tab["mmd"].mean(), "auc_knn": tab["auc_knn"].mean()}
-    if x_syn is not None:
-        g = metrics.gene_level_quality(x_te, y_te, x_syn, y_syn, var_names=var_names, groupby=GROUPBY)
-        row.update({k: g[k] for k in GENE_KEYS})
-        row["frac_nonzero"] = g["frac_nonzero_syn"]
-        keep_r, keep_s = np.isin(y_te, rare), np.isin(y_syn, rare)
-        if keep_r.any() and len(rare) >= 2:
-            r = metrics.gene_level_quality(x_te[keep_r], y_te[keep_r], x_syn[keep_s], y_syn[keep_s],
-                                           var_names=var_names, groupby=GROUPBY)
-            row.update({f"rare_{k}": r[k] for k in ("expressing_mae", "var_log2_ratio", "knn_mixing")})
-    return row
+def lognorm(x) -> np.ndarray:
+    return sb._anndata.to_lognorm(_dense(x), "counts")
 
 
-def run_one(adata, seed: int, args) -> list[dict]:
+class Scorer:
+    """Every generator's cells scored against the same held-out cells, in the same space, with the same kernels."""
+
+    def __init__(self, train: ad.AnnData, test: ad.AnnData, seed: int):
+        tr, te = train.copy(), test.copy()
+        tr.X, te.X = lognorm(train.X), lognorm(test.X)
+        self.ev, self.seed = Evaluator(tr, te), seed
+        self.x_test, self.var_names = _dense(te.X), train.var_names
+        sizes = pd.Series(self.ev.y_train).value_counts()
+        self.rare = [t for t in sizes.index if sizes[t] < RARE_CELLS]
+        self.scales = metrics.mmd_scales(self.ev.z_test, self.ev.y_test)
+
+    def __call__(self, method: str, y_syn, *, x_syn=None, z_syn=None, **extra) -> dict:
+        ev, y_syn = self.ev, np.asarray(y_syn, str)
+        z_syn = ev.project(x_syn) if z_syn is None else z_syn
+        tab = metrics.per_type_quality(ev.z_test, ev.y_test, z_syn, y_syn, mmd_scales=self.scales,
+                                       random_state=self.seed)
+        row = {"method": method, "seed": self.seed, "mmd": tab["mmd"].mean(), "auc_knn": tab["auc_knn"].mean(),
+               "tstr": metrics.train_synthetic_test_real(z_syn, y_syn, ev.z_test, ev.y_test)["tstr"], **extra}
+        rare = tab.loc[tab.index.isin(self.rare)]
+        if len(rare):
+            row |= {"rare_mmd": rare["mmd"].mean(), "rare_auc_knn": rare["auc_knn"].mean()}
+        if x_syn is not None:
+            g = metrics.gene_level_quality(self.x_test, ev.y_test, x_syn, y_syn, var_names=self.var_names,
+                                           groupby=GROUPBY, random_state=self.seed)
+            row |= {k: g[k] for k in GENE_KEYS}
+        return row
+
+
+def run_one(adata: ad.AnnData, seed: int, args) -> list[dict]:
     train, test = split_per_type(adata, random_state=seed)
-    train_ln = train.copy()
-    train_ln.X = lognorm(train)
-    test_ln = test.copy()
-    test_ln.X = lognorm(test)
-    ev = Evaluator(train_ln, test_ln)
-    x_te, y_te = _dense(test_ln.X), test_ln.obs[GROUPBY].astype(str).to_numpy()
-    x_tr, y_tr = _dense(train_ln.X), train_ln.obs[GROUPBY].astype(str).to_numpy()
-    sizes = pd.Series(y_tr).value_counts()
-    rare = [t for t in sizes.index if sizes[t] < RARE_CELLS]
-    rows = [score("real train vs real test (floor)", ev, x_tr, y_tr, x_te, y_te, rare, train.var_names)]
+    score = Scorer(train, test, seed)
+    y_tr = score.ev.y_train
+    sizes = pd.Series(y_tr).value_counts().to_dict()
+    want, rows = set(args.rows), []
+    if "real" in want:
+        rows.append(score("real floor (training cells)", y_tr, x_syn=lognorm(train.X)))
 
-    t0 = time.perf_counter()
-    model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **args.fit_kwargs)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    syn = sb.tl.generate(model, sizes.to_dict(), random_state=seed, progress=False)
-    gen_s = time.perf_counter() - t0
-    y_syn = syn.obs[GROUPBY].astype(str).to_numpy()
-    name = f"scbranch {json.dumps(args.fit_kwargs)}" if args.fit_kwargs else "scbranch default (count decoder)"
-    row = score(name, ev, _dense(syn.X), y_syn, x_te, y_te, rare, train.var_names)
-    rows.append({**row, "fit_s": fit_s, "generate_s": gen_s,
-                 "nonzero_counts": float((_dense(syn.layers["counts"]) > 0).mean())})
+    def scbranch_rows(label, floor_label, **options):
+        t0 = time.perf_counter()
+        model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **options)
+        fit_s = time.perf_counter() - t0
+        if floor_label:
+            rec = model.reconstruct(train, random_state=seed)
+            rows.append(score(floor_label, rec.obs[GROUPBY].astype(str), x_syn=_dense(rec.X)))
+        if label:
+            t0 = time.perf_counter()
+            syn = sb.tl.generate(model, sizes, random_state=seed, progress=False)
+            rows.append(score(label, syn.obs[GROUPBY].astype(str), x_syn=_dense(syn.X), fit_s=fit_s,
+                              generate_s=time.perf_counter() - t0))
 
-    if args.only_scbranch:
-        return _tag(rows, seed)
-    # the same model-space cells through the decoder used when the input holds no counts
-    rep = copy.deepcopy(model.representation)
-    rep.counts_decoder = rep.libraries = None
-    rep.fit_decoder(DecoderData(model.get_lognorm(train), y_tr, None), random_state=seed)
-    x_nc = rep.decode(syn.obsm["X_scbranch"], y_syn, random_state=seed).X
-    rows.append(score("scbranch, input without counts (residual + hurdle decoder)", ev, _dense(x_nc), y_syn,
-                      x_te, y_te, rare, train.var_names))
-    # the decoder every input got before the count decoder: loadings + Gaussian residual, clipped at 0 (no hurdle)
-    rep.residual_decoder.threshold[:] = -np.inf
-    x_old = rep.decode(syn.obsm["X_scbranch"], y_syn, random_state=seed).X
-    rows.append(score("previous default decoder (loadings + Gaussian residual)", ev, _dense(x_old), y_syn,
-                      x_te, y_te, rare, train.var_names))
-    if args.peer_steps == 0:
-        return _tag(rows, seed)
-
-    t0 = time.perf_counter()
-    z_peer, y_peer = mlp_diffusion(ev.z_train, y_tr, sizes.to_dict(), steps=args.peer_steps, random_state=seed)
-    rows.append({**score("plain MLP diffusion peer (eval PCA space)", ev, None, y_peer, x_te, y_te, rare,
-                         train.var_names, z_syn=z_peer), "fit_s": time.perf_counter() - t0})
-    return _tag(rows, seed)
-
-
-def _tag(rows: list[dict], seed: int) -> list[dict]:
-    for r in rows:
-        r["seed"] = seed
+    if want & {"default", "decoder_floor"}:
+        scbranch_rows("default" in want and "scbranch default", "decoder_floor" in want and "decoder floor: default",
+                      **args.fit_kwargs)
+    if "flat" in want:
+        scbranch_rows("scbranch flat (branched=False)", None, branched=False, **args.fit_kwargs)
+    if want & {"scvi", "scvi_decoder_floor", "scvi_posterior"}:
+        vae, scvi_s = train_scvi(train, seed, args.scvi_epochs)
+        if "scvi_posterior" in want:
+            x = vae.posterior_predictive_sample(n_samples=1)
+            x = x.todense() if hasattr(x, "todense") else x
+            rows.append(score("scVI posterior predictive (of the training cells)", y_tr,
+                              x_syn=lognorm(np.asarray(x).reshape(len(y_tr), -1)), fit_s=scvi_s))
+        if want & {"scvi", "scvi_decoder_floor"}:
+            scbranch_rows("scvi" in want and 'scbranch representation="scvi"',
+                          "scvi_decoder_floor" in want and 'decoder floor: representation="scvi"',
+                          representation="scvi", scvi_model=vae)
+    if "gaussian" in want:
+        z, y = gaussian_per_type_sizes(score.ev.z_train, y_tr, sizes, seed)
+        rows.append(score("per-type Gaussian (eval PCA)", y, z_syn=z))
+    if "peer" in want and args.peer_steps:
+        t0 = time.perf_counter()
+        z, y = mlp_diffusion(score.ev.z_train, y_tr, sizes, steps=args.peer_steps, random_state=seed)
+        rows.append(score("plain MLP diffusion peer (eval PCA)", y, z_syn=z, fit_s=time.perf_counter() - t0))
     return rows
 
 
-def print_table(df: pd.DataFrame, label: str) -> None:
-    cols = ["mmd", "auc_knn", *GENE_KEYS, "frac_nonzero", "rare_expressing_mae", "rare_var_log2_ratio",
-            "rare_knn_mixing", "fit_s"]
-    print_mean_sd(df, "method", cols, label)
+def gaussian_per_type_sizes(z, y, sizes: dict, seed: int):
+    parts = [gaussian_per_type(z[y == t], y[y == t], n, random_state=seed) for t, n in sizes.items()]
+    return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def train_scvi(train: ad.AnnData, seed: int, epochs: int):
+    import scvi
+
+    scvi.settings.seed = seed
+    adata = ad.AnnData(sparse.csr_matrix(train.X), obs=train.obs[[GROUPBY]].copy(), var=train.var[[]].copy())
+    scvi.model.SCVI.setup_anndata(adata)
+    t0 = time.perf_counter()
+    vae = scvi.model.SCVI(adata, n_latent=10)
+    vae.train(max_epochs=epochs, enable_progress_bar=False, accelerator="cpu")
+    return vae, time.perf_counter() - t0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["zeisel", "human_kidney", "pbmc"],
+                        choices=["zeisel", "human_kidney", "pbmc", "sim"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data", nargs="+", default=["pbmc", "sim"], choices=["pbmc", "sim"])
-    parser.add_argument("--peer-steps", type=int, default=12000, help="0: no peer")
-    parser.add_argument("--fit-kwargs", type=json.loads, default={}, help="JSON of extra sb.tl.fit options")
-    parser.add_argument("--only-scbranch", action="store_true", help="skip the no-counts decoder and the peer")
+    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    parser.add_argument("--fit-kwargs", type=json.loads, default={}, help="JSON of sb.tl.fit options (default rows)")
+    parser.add_argument("--peer-steps", type=int, default=12000)
+    parser.add_argument("--scvi-epochs", type=int, default=200)
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realism.json")
     args = parser.parse_args()
     quiet_logs()
-    data = {"pbmc": ("pbmc68k_reduced (log-normalized .raw, counts recovered)", sb.datasets.pbmc68k),
-            "sim": ("simulated counts, 8-type tree (300 genes)", simulated_counts)}
     results = {}
-    for key in args.data:
-        label, load = data[key]
-        adata = load()
+    for name in args.data:
+        adata = load(name, args.data_dir)
         df = pd.DataFrame([r for s in args.seeds for r in run_one(adata, s, args)])
-        print_table(df, label)
-        results[key] = df.to_dict("list")
-        write_json(results, args.out)
+        print_mean_sd(df, "method", [*CELL_KEYS, *GENE_KEYS, "fit_s", "generate_s"],
+                      f"{name} ({adata.n_obs} cells × {adata.n_vars} genes, {adata.obs[GROUPBY].nunique()} types)")
+        results[name] = df.to_dict("list")
+        _write_json(results, args.out)
 
 
 if __name__ == "__main__":

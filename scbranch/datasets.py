@@ -83,8 +83,10 @@ def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def load(name: str, *, cache_dir: str | Path | None = None) -> ad.AnnData:
-    """Download (once, checksum-verified, cached) and read the dataset ``name`` from its manifest."""
+def load(name: str, *, cache_dir: str | Path | None = None, data_dir: str | Path | None = None) -> ad.AnnData:
+    """Download (once, checksum-verified, cached) and read the dataset ``name`` from its manifest.
+    ``data_dir``: a folder that may hold the manifest's file already (e.g. a lab's shared data folder); a copy
+    there is used when its sha256 matches the manifest's, and refused when it does not."""
     import pooch
 
     mans = manifests()
@@ -92,10 +94,16 @@ def load(name: str, *, cache_dir: str | Path | None = None) -> ad.AnnData:
         msg = f"unknown dataset {name!r}; available: {sorted(mans)}"
         raise KeyError(msg)
     man = mans[name]
+    local = Path(data_dir) / (man.get("filename") or name) if data_dir is not None else None
+    if local is not None and local.exists() and man["sha256"]:
+        if sha256sum(local) != man["sha256"]:
+            msg = f"{local} does not match the sha256 in the {name!r} manifest"
+            raise ValueError(msg)
+        return ad.read_h5ad(local)
     if man["url"] is None:
         if man.get("loader") == "scbranch.datasets.pbmc68k":
             return pbmc68k()
-        msg = f"dataset {name!r} has no download URL"
+        msg = f"dataset {name!r} has no download URL ({man.get('notes', 'see its manifest')})"
         raise ValueError(msg)
     cache = Path(cache_dir) if cache_dir else Path(pooch.os_cache("scbranch"))
     fname = man.get("filename") or Path(man["url"]).name

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import cdist
+from scipy.spatial.distance import cdist, pdist
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -42,12 +42,15 @@ def _subsample(x, n, rng):
     return x if len(x) <= n else x[rng.choice(len(x), n, replace=False)]
 
 
-def mmd_rbf(x: np.ndarray, y: np.ndarray, *, max_n: int = 1000, random_state: int = 0) -> float:
-    """Unbiased squared MMD with a sum of RBF kernels at 0.25, 0.5, 1, 2, 4 × the median pairwise distance."""
+def mmd_rbf(x: np.ndarray, y: np.ndarray, *, max_n: int = 1000, random_state: int = 0,
+            scale: float | None = None) -> float:
+    """Unbiased squared MMD with a sum of RBF kernels at 0.25, 0.5, 1, 2, 4 × ``scale`` (default: the median
+    pairwise distance of x and x–y pairs, which moves with y: pass a fixed ``scale`` to compare generators)."""
     rng = np.random.default_rng(random_state)
     x, y = _subsample(x, max_n, rng), _subsample(y, max_n, rng)
     dxx, dyy, dxy = cdist(x, x, "sqeuclidean"), cdist(y, y, "sqeuclidean"), cdist(x, y, "sqeuclidean")
-    med = np.median(np.sqrt(np.concatenate([dxx[np.triu_indices(len(x), 1)], dxy.ravel()])))
+    med = scale if scale is not None else np.median(np.sqrt(np.concatenate([dxx[np.triu_indices(len(x), 1)],
+                                                                            dxy.ravel()])))
     total = 0.0
     for s in (0.25, 0.5, 1, 2, 4):
         g = 1.0 / (2 * (s * med) ** 2 + 1e-12)
@@ -97,8 +100,23 @@ def train_synthetic_test_real(z_syn, y_syn, z_test, y_test, *, z_train=None, y_t
     return out
 
 
-def per_type_quality(z_real, y_real, z_syn, y_syn, *, random_state: int = 0) -> pd.DataFrame:
-    """Per type: MMD, energy distance, kNN and linear two-sample AUC of synthetic vs real cells."""
+def mmd_scales(z_real, y_real, *, max_n: int = 1000, random_state: int = 0) -> dict[str, float]:
+    """Per type, the median pairwise distance of its real cells: fixed MMD bandwidths, so that every generator
+    scored with them (:func:`per_type_quality`'s ``mmd_scales``) is measured with the same kernel."""
+    rng = np.random.default_rng(random_state)
+    y_real = np.asarray(y_real, str)
+    out = {}
+    for t in pd.unique(y_real):
+        a = _subsample(z_real[y_real == t], max_n, rng)
+        if len(a) >= 2:
+            out[str(t)] = float(np.median(pdist(a)))
+    return out
+
+
+def per_type_quality(z_real, y_real, z_syn, y_syn, *, random_state: int = 0,
+                     mmd_scales: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per type: MMD (bandwidths ``mmd_scales[type]`` when given), energy distance, kNN and linear two-sample
+    AUC of synthetic vs real cells."""
     y_real, y_syn = np.asarray(y_real, str), np.asarray(y_syn, str)
     rows = []
     for t in pd.unique(y_real):
@@ -106,7 +124,7 @@ def per_type_quality(z_real, y_real, z_syn, y_syn, *, random_state: int = 0) -> 
         if len(a) < 2 or len(b) < 2:
             continue
         rows.append({"cell_type": t, "n_real": len(a), "n_synthetic": len(b),
-                     "mmd": mmd_rbf(a, b, random_state=random_state),
+                     "mmd": mmd_rbf(a, b, random_state=random_state, scale=(mmd_scales or {}).get(t)),
                      "energy": energy_distance(a, b, random_state=random_state),
                      "auc_knn": c2st_auc(a, b, classifier="knn", random_state=random_state),
                      "auc_linear": c2st_auc(a, b, classifier="linear", random_state=random_state)})

@@ -243,6 +243,26 @@ class BranchedDiffusion:
         return self.representation.decode(np.asarray(z, np.float32), np.asarray(labels, dtype=str),
                                           random_state=random_state, transform_batch=transform_batch)
 
+    def reconstruct(self, adata: ad.AnnData, *, random_state: int = 0) -> ad.AnnData:
+        """decode(encode(cells)): every cell of ``adata`` (labelled in ``obs[groupby]``) put in model space and
+        decoded back, as :meth:`generate` decodes synthetic cells. The decoder's own floor: scored against
+        held-out real cells like generated cells, it is the best any diffusion in this model space can reach
+        (``benchmarks/realism.py``, the demo's table). Returns an AnnData like :meth:`generate`'s, one cell per
+        cell of ``adata``, with its ``obs_names``."""
+        from ._generate import decoded_adata
+
+        if self.groupby not in adata.obs:
+            msg = f"reconstruct needs the labels: {self.groupby!r} is not a column of adata.obs"
+            raise KeyError(msg)
+        labels = adata.obs[self.groupby].astype(str).to_numpy()
+        unknown = sorted(set(labels) - set(self.types))
+        if unknown:
+            msg = f"types unknown to the model: {unknown}"
+            raise ValueError(msg)
+        obs = pd.DataFrame({self.groupby: pd.Categorical(labels, categories=self.type_order)},
+                           index=adata.obs_names.copy())
+        return decoded_adata(self, self.get_latent(adata), labels, obs, random_state=random_state)
+
     def to_genes(self, z: np.ndarray, labels, *, random_state: int | None = 0) -> np.ndarray:
         """Dense log-normalized expression of model-space cells (see :meth:`decode`)."""
         X = self.decode(z, labels, random_state=random_state).X

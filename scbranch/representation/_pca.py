@@ -21,6 +21,8 @@ from ._nb_decoder import NBDecoder
 from ._protocol import Decoded, DecoderData
 from ._residual_decoder import ResidualDecoder
 
+CANDIDATES = 8  # count draws per synthetic cell, the nearest to its coordinates kept (see _draw_near)
+
 
 class PCARepresentation:
     kind = "pca"
@@ -83,20 +85,22 @@ class PCARepresentation:
         x = np.asarray(data.x.toarray() if hasattr(data.x, "toarray") else data.x, dtype=np.float32)
         labels = np.asarray(data.labels, dtype=str)
         if self.counts_decoder is None and self.residual_decoder is None and data.counts is not None:
+            z = self.transform(x)
             self.counts_decoder = NBDecoder(self.n_features, x.shape[1]).fit(
-                self.transform(x), data.counts.counts, labels, random_state=random_state)
+                z, data.counts.counts, labels, random_state=random_state)
             self.libraries = Libraries(data.counts.target_sum)
         elif self.counts_decoder is not None:
             if data.counts is None:
                 msg = "this model decodes counts; the new cells must hold counts too (raw or recoverable)"
                 raise ValueError(msg)
-            self.counts_decoder.add_types(self.transform(x), data.counts.counts, labels, random_state=random_state)
+            z = self.transform(x)
+            self.counts_decoder.add_types(z, data.counts.counts, labels, random_state=random_state)
         else:
             self.residual_decoder = self.residual_decoder or ResidualDecoder(x.shape[1])
             self.residual_decoder.fit(x, self.inverse_transform(self.transform(x), clip=False), labels,
                                       random_state=random_state)
             return
-        self.libraries.fit(data.counts.counts, labels, data.counts.scale, target_sum=data.counts.target_sum,
+        self.libraries.fit(data.counts.counts, labels, data.counts.scale, z=z, target_sum=data.counts.target_sum,
                            random_state=random_state)
 
     def decode(self, z: np.ndarray, labels, *, random_state: int | None = 0, transform_batch=None) -> Decoded:
@@ -112,8 +116,24 @@ class PCARepresentation:
         rng = rng or np.random.default_rng(0)
         labels = np.asarray(labels, dtype=str)
         X, counts = self.libraries.sample(
-            labels, lambda rows, lib: self.counts_decoder.sample(z[rows], labels[rows], lib, rng), rng)
+            labels, lambda rows, lib, norm: self._draw_near(z[rows], labels[rows], lib, norm, rng), rng, z)
         return Decoded(X, counts)
+
+    def _draw_near(self, z, labels, lib, norm, rng) -> np.ndarray:
+        """Counts for cells at model-space ``z``: of ``CANDIDATES`` draws from the count decoder, the one whose own
+        projection lies nearest to ``z``. A real cell's coordinates already hold its sampling noise; an
+        unconstrained draw adds that noise a second time along the very axes the cell was placed on. Keeping
+        the nearest draw approximates counts *given* their projection, p(x | transform(x) ≈ z)."""
+        best, dist = None, None
+        for _ in range(CANDIDATES):
+            c = self.counts_decoder.sample(z, labels, lib, rng)
+            d = ((self.transform(norm(c)) - z) ** 2).sum(1)
+            if best is None:
+                best, dist = c, d
+            else:
+                closer = d < dist
+                best[closer], dist[closer] = c[closer], d[closer]
+        return best
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_),

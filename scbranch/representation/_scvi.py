@@ -156,7 +156,8 @@ class SCVIRepresentation:
         labels = np.asarray(data.labels, dtype=str)
         info = data.counts  # always there: scVI reads counts (raw or recovered), so they exist
         self.libraries = self.libraries or Libraries(info.target_sum)
-        self.libraries.fit(info.counts, labels, info.scale, target_sum=info.target_sum, random_state=random_state)
+        z = self.transform(data.x, batch=data.batch)  # libraries follow the state (see _library.K_LIB)
+        self.libraries.fit(info.counts, labels, info.scale, z=z, target_sum=info.target_sum, random_state=random_state)
         n_b = len(self.batches) if self.batches else 1
         for ty in pd.unique(labels):
             m = labels == ty
@@ -194,14 +195,14 @@ class SCVIRepresentation:
         latent = torch.from_numpy((z * self.scale_ + self.mean_).astype(np.float32))
         module = self.scvi.module.eval()
 
-        def draw_counts(rows, lib):
+        def draw_counts(rows, lib, norm):
             out = module.generative(z=latent[rows], library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None],
                                     batch_index=torch.from_numpy(b[rows])[:, None].long())
             return out["px"].sample().numpy().astype(np.float32)
 
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(int(random_state))
-            X, counts = self.libraries.sample(labels, draw_counts, rng)
+            X, counts = self.libraries.sample(labels, draw_counts, rng, z)
         return Decoded(X, counts,
                        np.asarray(self.batches)[b] if self.batches else None)
 
