@@ -34,10 +34,10 @@ sb.pl.synthetic_vs_real(adata, syn, groupby="bulk_labels", save="_quickstart.png
 # %% [markdown]
 # Gene by gene. `pbmc68k_reduced`'s log-normalized values are a per-cell scaling of integer counts, so scbranch
 # recovers the counts and decodes synthetic cells through a count model: `syn.layers["counts"]` holds integer
-# counts with library sizes drawn from each type's real cells, and `syn.X` is normalized exactly as the input
-# was (here: per-cell scales, since the input was normalized over more genes than it keeps). Left: each type's
-# top markers, real and synthetic rows (dot size = fraction of cells expressing); right: per gene, mean
-# expression vs fraction of cells expressing.
+# counts with library sizes drawn from each type's real cells nearest in model space, and `syn.X` is normalized
+# exactly as the input was (here: per-cell scales, since the input was normalized over more genes than it
+# keeps). Left: each type's top markers, real and synthetic rows (dot size = fraction of cells expressing);
+# right: per gene, mean expression vs fraction of cells expressing.
 
 # %%
 print(syn)

@@ -2,11 +2,12 @@
 # # Synthetic counts through scVI
 #
 # With `representation="scvi"`, scbranch trains scVI on the raw counts, runs branched diffusion on scVI's
-# latent means, and decodes synthetic cells with scVI's likelihood: library sizes drawn from each type's
-# observed ones, counts in `layers["counts"]`. The synthetic counts then go through the usual scanpy pipeline
-# (normalize_total, log1p, HVG, PCA, rank_genes_groups), and their marker genes are compared with the real
-# ones. `pbmc68k_reduced` ships no raw matrix, but its `.raw` is an exact per-cell scaling of counts, which
-# `scbranch.datasets.pbmc68k_counts()` undoes. Set `SCBRANCH_TUTORIAL_STEPS` to train briefly (the tests do).
+# latent means, and decodes synthetic cells with scVI's likelihood: library sizes drawn from the type's real
+# cells nearest in latent space, counts in `layers["counts"]`. The synthetic counts then go through the usual
+# scanpy pipeline (normalize_total, log1p, HVG, PCA, rank_genes_groups), and their marker genes are compared
+# with the real ones. `pbmc68k_reduced` ships no raw matrix, but its `.raw` is an exact per-cell scaling of
+# counts, which `scbranch.datasets.pbmc68k_counts()` undoes. Set `SCBRANCH_TUTORIAL_STEPS` to train briefly
+# (the tests do).
 
 # %%
 import os

@@ -85,11 +85,12 @@ def generate(
     Returns
     -------
     A new AnnData with the model's ``var_names``: ``.X`` (sparse) log-normalized expression, normalized as the
-    input was (same target sum, or per-cell scales drawn with the library sizes of real cells of the type);
+    input was (same target sum, or per-cell scales drawn with the library sizes of the type's real cells nearest
+    each synthetic cell in model space);
     ``.layers["counts"]`` (sparse integers) whenever the model decodes counts — the input held raw counts or
     counts recoverable from its log-normalized values, or ``representation="scvi"`` — with library sizes
-    drawn from the type's real cells; ``.obs[batch_key]`` (scVI with a batch key: the batch each cell was
-    decoded in);
+    drawn from the type's real cells nearest in model space; ``.obs[batch_key]`` (scVI with a batch key: the
+    batch each cell was decoded in);
     ``.obs[groupby]`` (categorical: each cell's type), ``.obs[f"{key_added}_synthetic"] = True``,
     ``.obs[f"{key_added}_node"]`` (only when a node was asked for: the node, or the type, each cell answers),
     ``.obs[key]`` for each covariate given in ``condition``,

@@ -7,6 +7,12 @@ axes and flattens the hierarchy — on cells simulated from a known tree, cousin
 (distance ratio 1.0 instead of 2.3) and the tree could not be recovered. Synthetic cells are mapped back
 to cells by a count decoder (:mod:`._nb_decoder`) whenever the input holds counts (raw, or recoverable from
 log-normalized values), else through the loadings with per-type residuals and a hurdle (:mod:`._residual_decoder`).
+
+Counts are decoded *given the coordinates*: a real cell's PCs already hold its sampling noise, so an unconstrained
+count draw around the decoder's mean adds that noise a second time along the same axes. Of ``CANDIDATES`` draws
+the one whose projection lies nearest the cell's coordinates is kept. On held-out human_kidney / zeisel cells,
+decode(encode(real cells)): per-type MMD 0.0147 → 0.0121 and 0.0248 → 0.0219, kNN AUC 0.572 → 0.554 and
+0.592 → 0.570 with 8 draws (32 draws: no further gain on kidney, 4× the decoding time).
 """
 
 from __future__ import annotations
