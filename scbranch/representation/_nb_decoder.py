@@ -30,9 +30,10 @@ HIDDEN = 512  # older saved models used 128 (no "hidden" in their meta): rebuilt
 BATCH, LR = 128, 3e-3
 # Cell by cell, an under-fitted mean is what kept decoded cells off the real ones: decode(encode(real cells)) on
 # held-out human_kidney / zeisel cells, per-type MMD 0.0241 / 0.0260 with 128 hidden units and ≤ 1,000 steps,
-# 0.0171 / 0.0185 with 3,000 steps, 0.0122 / 0.0172 with 512 units (real floor 0.0065 / 0.0135): the
-# within-type structure a weak mean misses came back only as independent per-gene noise. Batches of 128 instead
-# of 256 cost +0.002 there and halve the time (zeisel's 4,000 genes: 53 s instead of 80 s). Steps: ~200 passes
+# 0.0171 / 0.0185 with 3,000 steps, 0.0122 / 0.0172 with 512 units (each cell at its own depth; real floor
+# 0.0065 / 0.0135): the within-type structure a weak mean misses came back only as independent per-gene noise.
+# Batches of 128 instead of 256 cost ~+0.002 there and a third of the time (zeisel's 4,000 genes: 53 s instead
+# of 80 s); a rank-128 output layer scored the same at about the same time. Steps: ~200 passes
 # over the cells within STEP_RANGE, the learning rate decayed to 0 (cosine) so the last steps settle the mean.
 STEP_RANGE, PASSES = (500, 3000), 200
 PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
