@@ -152,7 +152,7 @@ def add_from_adata(model, adata_new, *, groupby: str | None = None, mode: str = 
         msg = ("this model decodes counts, but the new cells hold no counts (raw, or log-normalized values that are "
                "a per-cell scaling of integer counts); pass layer= / use_raw= to the counts")
         raise ValueError(msg)
-    z_new = model.representation.transform(data.x, batch=data.batch)
+    z_new = data.z
     steps = max_steps or int(np.clip(6 * adata_new.n_obs, 800, 2000))
     with model.transaction() as work:
         report = add_cell_types(work, z_new, labels.to_numpy(), mode=mode, max_steps=steps,

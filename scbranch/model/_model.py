@@ -225,11 +225,13 @@ class BranchedDiffusion:
         return X, check(X, expected=self.config["input_kind"])
 
     def decoder_data(self, adata: ad.AnnData, labels) -> DecoderData:
-        """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, and counts if any."""
+        """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, counts if any, and
+        the cells in model space."""
         X, kind = self._read(adata)
         info = counts_info(X, kind)  # once: a counts representation reads these counts too
         x = info.counts if self.representation.input == "counts" and info is not None else self._as_input(X, kind)
-        return DecoderData(x, np.asarray(labels, dtype=str), info, self.get_batch(adata))
+        batch = self.get_batch(adata)
+        return DecoderData(x, np.asarray(labels, dtype=str), info, batch, self.representation.transform(x, batch=batch))
 
     def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
         """Fit (or, for new types, extend) the representation's decoder on real cells (see :meth:`decoder_data`)."""
@@ -251,10 +253,7 @@ class BranchedDiffusion:
         cell of ``adata``, with its ``obs_names``."""
         from ._generate import decoded_adata
 
-        if self.groupby not in adata.obs:
-            msg = f"reconstruct needs the labels: {self.groupby!r} is not a column of adata.obs"
-            raise KeyError(msg)
-        labels = adata.obs[self.groupby].astype(str).to_numpy()
+        labels = _anndata.check_obs_column(adata, self.groupby, what="groupby")
         unknown = sorted(set(labels) - set(self.types))
         if unknown:
             msg = f"types unknown to the model: {unknown}"

@@ -83,5 +83,5 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
     info = recovered.take(rows) if recovered is not None else counts_info(x_rows, kind)
     logg.info(f"    {rep.n_features} {representation} components; decoding "
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
-    dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None)
+    dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None, z_all[rows])
     return Represented(rep, kind, var_names, z_all, dec, chunked)

@@ -206,6 +206,7 @@ def _near(ref: np.ndarray, z: np.ndarray, rng: np.random.Generator, block: int =
     sq = (ref**2).sum(1)
     for lo in range(0, len(z), block):  # (block × kept cells) distances at a time
         d = sq[None] - 2.0 * z[lo : lo + block] @ ref.T
-        nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(d), 1))
-        out[lo : lo + block] = nn[np.arange(len(d)), rng.integers(k, size=len(d))]
+        pick = rng.integers(k, size=len(d))
+        # every kept cell is a neighbour when there are no more than K_LIB of them
+        out[lo : lo + block] = np.argpartition(d, k - 1, axis=1)[np.arange(len(d)), pick] if k < len(ref) else pick
     return out

@@ -90,8 +90,8 @@ class PCARepresentation:
         decoder. Types seen before are refitted (residual decoder) or kept (count decoder's network)."""
         x = np.asarray(data.x.toarray() if hasattr(data.x, "toarray") else data.x, dtype=np.float32)
         labels = np.asarray(data.labels, dtype=str)
+        z = data.z if data.z is not None else self.transform(x)
         if self.counts_decoder is None and self.residual_decoder is None and data.counts is not None:
-            z = self.transform(x)
             self.counts_decoder = NBDecoder(self.n_features, x.shape[1]).fit(
                 z, data.counts.counts, labels, random_state=random_state)
             self.libraries = Libraries(data.counts.target_sum)
@@ -99,11 +99,10 @@ class PCARepresentation:
             if data.counts is None:
                 msg = "this model decodes counts; the new cells must hold counts too (raw or recoverable)"
                 raise ValueError(msg)
-            z = self.transform(x)
             self.counts_decoder.add_types(z, data.counts.counts, labels, random_state=random_state)
         else:
             self.residual_decoder = self.residual_decoder or ResidualDecoder(x.shape[1])
-            self.residual_decoder.fit(x, self.inverse_transform(self.transform(x), clip=False), labels,
+            self.residual_decoder.fit(x, self.inverse_transform(z, clip=False), labels,
                                       random_state=random_state)
             return
         self.libraries.fit(data.counts.counts, labels, data.counts.scale, z=z, target_sum=data.counts.target_sum,

@@ -19,13 +19,15 @@ from ._library import CountsInfo
 @dataclass
 class DecoderData:
     """The real cells a decoder is fitted on: what the representation reads (``x``: log-normalized for PCA,
-    counts for scVI), their labels and batches, and their counts with the input's normalization (``None``
-    when the input holds no counts)."""
+    counts for scVI), their labels and batches, their counts with the input's normalization (``None``
+    when the input holds no counts) and, when the caller has them already, the cells in model space (``z``:
+    else the representation transforms ``x``)."""
 
     x: object
     labels: np.ndarray
     counts: CountsInfo | None = None
     batch: np.ndarray | None = None
+    z: np.ndarray | None = None
 
 
 @dataclass

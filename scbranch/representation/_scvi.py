@@ -156,7 +156,8 @@ class SCVIRepresentation:
         labels = np.asarray(data.labels, dtype=str)
         info = data.counts  # always there: scVI reads counts (raw or recovered), so they exist
         self.libraries = self.libraries or Libraries(info.target_sum)
-        z = self.transform(data.x, batch=data.batch)  # libraries follow the state (see _library.K_LIB)
+        # libraries follow the state (see _library.K_LIB)
+        z = data.z if data.z is not None else self.transform(data.x, batch=data.batch)
         self.libraries.fit(info.counts, labels, info.scale, z=z, target_sum=info.target_sum, random_state=random_state)
         n_b = len(self.batches) if self.batches else 1
         for ty in pd.unique(labels):
