@@ -20,6 +20,7 @@ import torch
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
+from .._progress import sampling_bar
 from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
@@ -62,7 +63,7 @@ class BranchedDiffusion:
     random_state
         Seed of the representation, the branch-point test, the network's initialisation and training.
     progress
-        Progress bars.
+        Progress bars (``None``: at scanpy's verbosity >= 1, see ``tl.fit``).
     **options
         Fields of :class:`~scbranch.model.SetupConfig` (how cells are read: ``layer``, ``batch_key``,
         ``min_cells``, …) and :class:`~scbranch.model.ModelConfig` (``representation``, ``n_comps``, ``width``,
@@ -76,7 +77,7 @@ class BranchedDiffusion:
     """
 
     def __init__(self, adata: ad.AnnData, *, groupby: str | None = None, hierarchy=None, random_state: int = 0,
-                 progress: bool = True, **options):
+                 progress: bool | None = None, **options):
         setup, model_options = config_options(options, SetupConfig, ModelConfig, where="model options")
         self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
                                 random_state=random_state, progress=progress)
@@ -268,8 +269,8 @@ class BranchedDiffusion:
         return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
-    def train(self, max_steps: int | None = None, *, progress: bool = True, trainer_kwargs: Mapping | None = None,
-              **train_options) -> dict:
+    def train(self, max_steps: int | None = None, *, progress: bool | None = None,
+              trainer_kwargs: Mapping | None = None, **train_options) -> dict:
         """Train the score network on the cells it was set up on, then the decoder and the type classifier.
 
         Parameters
@@ -309,7 +310,7 @@ class BranchedDiffusion:
         return hist
 
     def train_arrays(self, z: np.ndarray, labels: np.ndarray, *, conditions: np.ndarray | None = None,
-                     max_steps: int, random_state: int = 0, progress: bool = True, **kwargs) -> dict:
+                     max_steps: int, random_state: int = 0, progress: bool | None = None, **kwargs) -> dict:
         """Low level: train the score network on model-space cells ``z`` with string ``labels`` (all in
         ``self.types``) and covariate codes ``conditions`` (n, K); ``kwargs`` go to
         :func:`~scbranch.model._training.train_module`."""
@@ -339,7 +340,7 @@ class BranchedDiffusion:
         resample: bool | None = None,
         condition: Mapping[str, str] | None = None,
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
     ) -> tuple[dict[str, np.ndarray], dict]:
         """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
 
@@ -376,11 +377,12 @@ class BranchedDiffusion:
         gen = torch.Generator().manual_seed(int(random_state))
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
-        with torch_threads():
+        # one bar for all the walks (shared=False walks each type alone), shown only past half a second
+        with torch_threads(), sampling_bar(0, progress) as bar:
             for group in groups:
                 cells, st = sample_tree(eps_model, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
-                                        heads=heads, generator=gen, progress=progress, resample=resampler, ess=ess)
+                                        heads=heads, generator=gen, progress=bar, resample=resampler, ess=ess)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,

@@ -28,7 +28,7 @@ def add_cell_type(
     min_cells: int = 5,
     max_steps: int | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> BranchedDiffusion:
     """Add the cell types of ``adata_new`` to a trained model without its old training data.
@@ -174,7 +174,7 @@ def augment(
     min_cells: int = 300,
     groupby: str | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Real cells plus synthetic cells for every type with fewer than ``min_cells``, up to ``min_cells``.

@@ -48,7 +48,7 @@ def fit(
     sharing: float = DEFAULT_SHARING,
     max_steps: int | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
     model_kwargs: Mapping | None = None,
     train_kwargs: Mapping | None = None,
@@ -131,7 +131,8 @@ def fit(
     random_state
         Seed for the split, the network's initialisation and the training noise.
     progress
-        Progress bars for training (and scVI).
+        A progress bar over the training steps (and scVI's). ``None``: follow scanpy, a bar at
+        ``sc.settings.verbosity >= 1`` (its default) and nothing at all printed at 0.
     key_added
         Prefix of the keys written.
 
