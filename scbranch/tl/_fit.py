@@ -11,6 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .. import __version__ as scbranch_version
 from .. import _anndata
 from .. import _logging as logg
 from ..hierarchy import Hierarchy
@@ -179,7 +180,9 @@ def fit(
             **to_params(model.setup_options), **to_params(model.model_options), **to_params(model.train_options),
             **{k: c[k] for k in ("groupby", "input_kind", "n_comps", "random_state")},
             "hierarchy_source": p.source,
-            "versions": {p: importlib.metadata.version(p) for p in ("scbranch", "torch", "anndata", "scvi-tools")},
+            # scbranch's own from the code that ran (an editable install's metadata can lag behind it)
+            "versions": {"scbranch": scbranch_version,
+                         **{p: importlib.metadata.version(p) for p in ("torch", "anndata", "scvi-tools")}},
         }),
         "training": {k: v if isinstance(v, str) else np.asarray(v) for k, v in hist.items()},
     }
