@@ -96,6 +96,7 @@ def _gene_level(model, adata, random_state: int) -> dict:
     import numpy as np
 
     from . import metrics, tl
+    from .model._generate import lognorm_of
 
     x, y = model.get_lognorm(adata), adata.obs["bulk_labels"].astype(str).to_numpy()
     rng = np.random.default_rng(random_state)
@@ -108,9 +109,9 @@ def _gene_level(model, adata, random_state: int) -> dict:
     kw = {"var_names": model.var_names, "groupby": "bulk_labels", "random_state": random_state}
     rec = model.reconstruct(adata[half], random_state=random_state + 2)
     return {"floor": metrics.gene_level_quality(x[~half], y[~half], x[half], y[half], **kw),
-            "decoder": metrics.gene_level_quality(x[~half], y[~half], rec.X, y[half], **kw),
-            "synthetic": metrics.gene_level_quality(x[~half], y[~half], syn.X, syn.obs["bulk_labels"].astype(str),
-                                                    **kw)}
+            "decoder": metrics.gene_level_quality(x[~half], y[~half], lognorm_of(rec), y[half], **kw),
+            "synthetic": metrics.gene_level_quality(x[~half], y[~half], lognorm_of(syn),
+                                                    syn.obs["bulk_labels"].astype(str), **kw)}
 
 
 def _fit(args) -> int:

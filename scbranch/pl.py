@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import _anndata
 from .hierarchy import Hierarchy
+from .model._generate import lognorm_of
 
 __all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
 
@@ -226,7 +227,7 @@ def transmutation(adata: ad.AnnData, transmuted: ad.AnnData, model, *, key: str 
     src, tgt = labels == info["source"], labels == info["target"]
     z_real, z_tr = model.get_latent(adata), np.asarray(transmuted.obsm[f"X_{key}"])
     x_real = model.get_lognorm(adata)
-    x_tr = transmuted[:, model.var_names].X
+    x_tr = lognorm_of(transmuted[:, model.var_names])  # .X holds counts for a model fitted on counts
     x_tr = np.asarray(x_tr.toarray() if hasattr(x_tr, "toarray") else x_tr)
     up = x_real[tgt].mean(0) - x_real[src].mean(0)
     genes = np.argsort(-up)[:n_markers]
@@ -313,7 +314,7 @@ def realism(
         x = x[:, cols]
         return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
 
-    xr, xs = dense(x_real, keep), dense(syn.X, pos_syn[keep])
+    xr, xs = dense(x_real, keep), dense(lognorm_of(syn), pos_syn[keep])  # syn.X holds counts after counts
     yr, ys = adata.obs[groupby].astype(str).to_numpy(), syn.obs[groupby].astype(str).to_numpy()
     cats = adata.obs[groupby].cat.categories if hasattr(adata.obs[groupby], "cat") else pd.unique(yr)
     types = [str(t) for t in cats if (yr == str(t)).any()]

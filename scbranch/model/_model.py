@@ -229,6 +229,8 @@ class BranchedDiffusion:
         """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, counts if any, and
         the cells in model space."""
         X, kind = self._read(adata)
+        if not _chunks.in_memory(X):  # backed: the cells of new types are few; read as sparse, a chunk at a time
+            X = _chunks.to_csr(X)
         info = counts_info(X, kind)  # once: a counts representation reads these counts too
         x = info.counts if self.representation.input == "counts" and info is not None else self._as_input(X, kind)
         batch = self.get_batch(adata)
