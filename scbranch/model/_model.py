@@ -107,6 +107,7 @@ class BranchedDiffusion:
         self.history: dict = {}
         self.is_trained = False
         self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
+        self.last_added: dict | None = None  # the report of the last add_cell_type
 
     @property
     def types(self) -> list[str]:
@@ -162,10 +163,17 @@ class BranchedDiffusion:
         }
 
     def __repr__(self) -> str:
+        # three lines whatever the number of types (the whole Newick string was unreadable at 300 types)
+        n_cells = sum((self.config.get("type_counts") or {}).values())
+        cells = f"{n_cells} cells × " if n_cells else ""
+        root = ", ".join(c.name for c in self.hierarchy.root.children[:4])
+        more = ", …" if len(self.hierarchy.root.children) > 4 else ""
         return (
-            f"BranchedDiffusion({len(self.types)} types, {len(self.branches)} branches, "
-            f"{self.representation.kind} with {self.representation.n_features} features, "
-            f"trained={self.is_trained})\n  hierarchy: {self.hierarchy.to_newick()}"
+            f"BranchedDiffusion of {len(self.types)} cell types in adata.obs[{self.groupby!r}], "
+            f"{'trained' if self.is_trained else 'not trained'}\n"
+            f"    fitted on {cells}{len(self.var_names)} genes; model space: {self.representation.kind}, "
+            f"{self.representation.n_features} dimensions\n"
+            f"    {len(self.branches)} branches; first split: {root}{more} (model.hierarchy)"
         )
 
     @property
@@ -400,12 +408,15 @@ class BranchedDiffusion:
 
         return generate(self, n_cells, **kwargs)
 
-    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> dict:
+    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> BranchedDiffusion:
         """Add the cell types of ``adata_new`` without the old training data, in one transaction:
-        :func:`scbranch.tl.add_cell_type` (options). Returns the report (placements, trained heads, history)."""
+        :func:`scbranch.tl.add_cell_type` (options). Returns the model (as ``tl.add_cell_type`` does); the report
+        (``placements``: (new type, anchor type, branch time); ``trained_heads``; ``history``; ``latent``: the new
+        cells in model space) is kept in :attr:`last_added`."""
         from ._continual import add_from_adata
 
-        return add_from_adata(self, adata_new, **kwargs)
+        self.last_added = add_from_adata(self, adata_new, **kwargs)
+        return self
 
     @contextmanager
     def transaction(self):

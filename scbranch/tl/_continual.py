@@ -69,8 +69,9 @@ def add_cell_type(
     adata_new, model = _anndata.adata_first(adata_new, model, "add_cell_type")
     _anndata.check_key(key_added)
     start = logg.info(f"adding cell types to the model ({mode})")
-    report = model.add_cell_type(adata_new, groupby=groupby, mode=mode, min_cells=min_cells, max_steps=max_steps,
-                                 random_state=random_state, progress=progress)
+    model.add_cell_type(adata_new, groupby=groupby, mode=mode, min_cells=min_cells, max_steps=max_steps,
+                        random_state=random_state, progress=progress)
+    report = model.last_added
     adata_new.obsm[f"X_{key_added}"] = report["latent"]
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),

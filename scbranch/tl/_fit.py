@@ -66,7 +66,8 @@ def fit(
     groupby
         Column of ``adata.obs`` with the cell type labels. ``None``: the first of the usual names found
         (:data:`scbranch._anndata.LABEL_COLUMNS`: ``cell_type``, ``celltype``, ``cell_types``, ``CellType``,
-        ``labels``, ``bulk_labels``, …), logged; with CELLxGENE's ``cell_type``, its
+        ``labels``, ``bulk_labels``, …), named in a warning; a clustering column (``louvain``, ``leiden``) is never
+        taken silently. With CELLxGENE's ``cell_type``, its
         ``cell_type_ontology_term_id`` becomes the default ``ontology_key``.
     hierarchy
         ``None``/``"data"``: topology and branch times from the data. A Newick string/file, nested dict,
