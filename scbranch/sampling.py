@@ -150,7 +150,7 @@ def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0, *, spacing
 
 
 class CountingModel:
-    """Wraps a model to count network calls (NFE) and cell-rows passed through it (``n_evals``)."""
+    """Wraps a model to count network calls (NFE) and the cell states passed through it (``n_evals``)."""
 
     def __init__(self, model):
         self.model, self.nfe, self.n_evals = model, 0, 0

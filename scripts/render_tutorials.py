@@ -61,9 +61,11 @@ def run_cell(source: str, namespace: dict) -> str:
 
 
 def _is_plot(value) -> bool:
-    kind = type(value).__module__
-    return kind.startswith("matplotlib") or (isinstance(value, list | tuple) and value
-                                            and type(value[0]).__module__.startswith("matplotlib"))
+    """Axes, a Figure, or a list/array of Axes: shown as the figure, not as text."""
+    first = value
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
+        first = next(iter(value.ravel() if hasattr(value, "ravel") else value), None)
+    return type(first).__module__.startswith("matplotlib")
 
 
 def figures(dest: Path, stem: str, index: int, figdir: Path, seen: set[Path]) -> list[str]:

@@ -35,3 +35,21 @@ def test_repr_is_three_lines_with_groupby_cells_genes_types(toy_model):
     assert len(text.splitlines()) <= 3, text
     assert "3 cell types" in text and "'cell_type'" in text and f"{adata.n_obs} cells" in text
     assert f"{adata.n_vars} genes" in text and model.hierarchy.to_newick() not in text
+
+
+def test_plots_default_groupby_to_the_models_and_follow_scanpys_show(toy_model, tmp_path):
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    model, adata = toy_model
+    syn = sb.tl.generate(model, 10, progress=False)
+    assert len(sb.pl.synthetic_vs_real(adata, syn, show=False)) == 2  # groupby from .uns, as recorded by generate
+    before, sc.settings.autoshow = sc.settings.autoshow, False
+    try:
+        fig = sb.pl.realism(adata, syn, return_fig=True)  # show=None: scanpy's autoshow
+        assert len(fig.axes) >= 2
+    finally:
+        sc.settings.autoshow = before
+    with pytest.raises(KeyError, match="pass groupby="):
+        sb.pl.synthetic_vs_real(adata, syn, groupby="nope")
+    plt.close("all")

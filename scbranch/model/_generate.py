@@ -14,7 +14,7 @@ from .. import _anndata
 from .. import _logging as logg
 from ._requests import plan
 
-__all__ = ["generate", "layout", "lognorm_of"]
+__all__ = ["counts_of", "generate", "layout", "lognorm_of"]
 
 
 def generate(
@@ -185,6 +185,13 @@ def layout(model, out) -> tuple[object, dict]:
 def lognorm_of(syn: ad.AnnData):
     """The log-normalized expression of decoded cells, wherever :func:`layout` put it."""
     return syn.layers.get("lognorm", syn.X)
+
+
+def counts_of(syn: ad.AnnData):
+    """The counts of decoded cells, wherever :func:`layout` put them (``None``: the model makes no counts)."""
+    if "counts" in syn.layers:
+        return syn.layers["counts"]
+    return syn.X if "lognorm" in syn.layers else None
 
 
 def levels_of(model, labels, obs: pd.DataFrame) -> None:

@@ -166,14 +166,19 @@ class BranchedDiffusion:
         # three lines whatever the number of types (the whole Newick string was unreadable at 300 types)
         n_cells = sum((self.config.get("type_counts") or {}).values())
         cells = f"{n_cells} cells × " if n_cells else ""
-        root = ", ".join(c.name for c in self.hierarchy.root.children[:4])
-        more = ", …" if len(self.hierarchy.root.children) > 4 else ""
+        def group(node) -> str:  # data-tree node names (n3) mean nothing to a reader: name the types
+            leaves = node.leaves()
+            return leaves[0] if len(leaves) == 1 else f"{len(leaves)} types" if len(leaves) > 2 else \
+                " + ".join(leaves)
+
+        kids = self.hierarchy.root.children
+        root = " | ".join(group(c) for c in kids[:4]) + (" | …" if len(kids) > 4 else "")
         return (
             f"BranchedDiffusion of {len(self.types)} cell types in adata.obs[{self.groupby!r}], "
             f"{'trained' if self.is_trained else 'not trained'}\n"
             f"    fitted on {cells}{len(self.var_names)} genes; model space: {self.representation.kind}, "
             f"{self.representation.n_features} dimensions\n"
-            f"    {len(self.branches)} branches; first split: {root}{more} (model.hierarchy)"
+            f"    {len(self.branches)} branches; first split: {root} (model.hierarchy)"
         )
 
     @property
@@ -352,7 +357,8 @@ class BranchedDiffusion:
         random_state: int = 0,
         progress: bool | None = None,
     ) -> tuple[dict[str, np.ndarray], dict]:
-        """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
+        """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell states
+        evaluated: cells × steps).
 
         ``n_cells``: an int for every type, or ``{type or internal node: n}`` (a node's cells are split over its
         types in their training proportions, see :func:`~scbranch.model._requests.plan`).
