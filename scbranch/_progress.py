@@ -28,7 +28,7 @@ BAR_DELAY = 0.5  # seconds before a bar shows: a call quicker than this prints n
 _LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning", "scvi", "pytorch_lightning")
 # Lightning warnings that are advice about data loaders and logging, not about the user's data
 _NOISE = (".*(does not have many workers|IterableDataset|GPU available|LeafSpec|limit_val_batches|litlogger"
-          "|in eval mode|Seed set to).*")
+          "|in eval mode|Seed set to|smaller than the logging interval).*")
 
 
 def enabled(progress: bool | None) -> bool:

@@ -115,7 +115,6 @@ def _gene_level(model, adata, random_state: int) -> dict:
 
 
 def _fit(args) -> int:
-
     from . import tl
 
     out = Path(args.out)
@@ -125,7 +124,7 @@ def _fit(args) -> int:
     adata = _read(args.data, backed=args.backed)
     model = tl.fit(adata, groupby=args.groupby, hierarchy=_hierarchy(args.hierarchy, adata), layer=args.layer,
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
-                   condition_keys=args.condition_keys, sharing=args.sharing,
+                   condition_keys=args.condition_keys, sharing=args.sharing, n_comps=args.n_comps,
                    random_state=args.seed, progress=False if args.no_progress else None,
                    model_kwargs={"use_raw": args.use_raw, "branched": not args.flat},
                    train_kwargs={"accelerator": args.accelerator, "devices": args.devices, "strategy": args.strategy})
@@ -207,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="how much of the reverse trajectory types share, 0 to 1 (default: %(default)s)")
     f.add_argument("--condition-keys", nargs="+", default=None, metavar="KEY",
                    help="categorical obs columns (donor, batch, condition) to condition the model on")
+    f.add_argument("--n-comps", type=int, default=None,
+                   help="model-space dimensions (PCs, or scVI's latent; default: by data size)")
     f.add_argument("--layer", default=None, help="read expression from this layer instead of .X")
     f.add_argument("--use-raw", action="store_true", help="read expression from .raw")
     f.add_argument("--representation", choices=["pca", "scvi"], default="pca",

@@ -151,6 +151,7 @@ def _obs(real: pd.DataFrame, syn: pd.DataFrame | None, groupby: str, flag: str) 
             cats = [c for p in parts for c in (p.cat.categories if isinstance(p.dtype, pd.CategoricalDtype)
                                               else pd.unique(p.dropna()))]
             obs[col] = pd.Categorical(obs[col], categories=list(dict.fromkeys(cats)))
+    obs[groupby] = obs[groupby].cat.remove_unused_categories()  # types absent from both (e.g. filtered out)
     return obs
 
 
