@@ -282,6 +282,36 @@ def transmutation(adata: ad.AnnData, transmuted: ad.AnnData, model, *, key: str 
     return fig if return_fig else axes
 
 
+def _real_markers(xr: np.ndarray, yr: np.ndarray, types: list[str], n_genes: int) -> list[int]:
+    """Each type's top ``n_genes`` markers on the real cells (deduplicated), ranked as scanpy ranks them:
+    ``sc.tl.rank_genes_groups`` (Wilcoxon, one type vs the rest; as ``metrics.marker_recovery`` does). A type
+    of a single cell, which a test cannot rank, takes its largest mean differences instead."""
+    import scanpy as sc
+
+    from .metrics import _scanpy_quiet
+
+    sizes = pd.Series(yr).value_counts()
+    ranked = [t for t in types if sizes.get(t, 0) >= 2]
+    names: dict[str, list[int]] = {}
+    if len(ranked) >= 2:
+        a = ad.AnnData(xr, obs=pd.DataFrame({"type": pd.Categorical(yr)}, index=[str(i) for i in range(len(yr))]))
+        a.var_names = [str(i) for i in range(xr.shape[1])]
+        with _scanpy_quiet():
+            sc.tl.rank_genes_groups(a, "type", groups=ranked, method="wilcoxon", use_raw=False,
+                                    n_genes=min(xr.shape[1], 10 * n_genes + len(types) * n_genes))
+        res = a.uns["rank_genes_groups"]["names"]
+        names = {t: [int(g) for g in res[t]] for t in ranked}
+    markers: list[int] = []
+    for t in types:
+        order = names.get(t)
+        if order is None:
+            m = yr == t
+            rest = xr[~m].mean(0) if (~m).any() else np.zeros(xr.shape[1], np.float32)
+            order = list(np.argsort(-(xr[m].mean(0) - rest), kind="stable"))
+        markers += [g for g in order if g not in markers][:n_genes]
+    return markers
+
+
 def realism(
     adata: ad.AnnData,
     syn: ad.AnnData,
@@ -298,9 +328,10 @@ def realism(
 ):
     """Gene-level realism of synthetic cells, real and synthetic side by side.
 
-    Left: a dot plot of each type's top ``n_genes`` marker genes (chosen on the real cells: largest mean
-    difference vs the rest), with rows ``"T (real)"`` and ``"T (syn)"`` interleaved per type; dot size = fraction
-    of cells expressing (>0), color = mean expression on one shared scale. Right: per gene, mean expression vs
+    Left: a dot plot of each type's top ``n_genes`` marker genes (chosen on the real cells by
+    ``sc.tl.rank_genes_groups``, Wilcoxon, one type vs the rest), with rows ``"T (real)"`` and ``"T (syn)"``
+    interleaved per type; dot size = fraction of cells expressing (>0), color = mean expression on one shared
+    scale. Right: per gene, mean expression vs
     fraction expressing over all cells, real and synthetic in two colors (synthetic cells without zeros sit on
     a flat line at the top).
 
@@ -350,13 +381,7 @@ def realism(
     cats = adata.obs[groupby].cat.categories if hasattr(adata.obs[groupby], "cat") else pd.unique(yr)
     types = [str(t) for t in cats if (yr == str(t)).any()]
 
-    # markers on the real cells: largest mean difference of a type vs all other cells (deduplicated)
-    markers: list[int] = []
-    for t in types:
-        m = yr == t
-        rest = xr[~m].mean(0) if (~m).any() else np.zeros(xr.shape[1], np.float32)
-        diff = xr[m].mean(0) - rest
-        markers += [g for g in np.argsort(-diff, kind="stable") if g not in markers][:n_genes]
+    markers = _real_markers(xr, yr, types, n_genes)
     rows, means, fracs = [], [], []
     for t in types:
         for x, y, side in ((xr, yr, "real"), (xs, ys, "syn")):
