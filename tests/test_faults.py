@@ -175,7 +175,7 @@ def test_overwrite_refuses_a_directory_that_holds_no_model(toy_model, tmp_path):
     model, _ = toy_model
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "thesis.tex").write_text("precious")
-    with pytest.raises(FileExistsError, match="holds no scbranch model"):
+    with pytest.raises(FileExistsError, match=r"is not an scbranch model folder .*would delete \['thesis.tex'\]"):
         model.save(tmp_path / "notes", overwrite=True)
     assert (tmp_path / "notes" / "thesis.tex").read_text() == "precious"
 
