@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import warnings
 
 import anndata as ad
@@ -205,6 +206,42 @@ def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, monkeyp
     assert sb.tl.generate(model, 3, progress=False).n_obs == 6
     sb.tl.add_cell_type(new, model, max_steps=50, progress=False)  # and the same call then works
     assert sorted(model.types) == ["A", "B", "C"]
+
+
+@pytest.fixture
+def ctrl_c_at_step_3(monkeypatch):
+    """A real SIGINT to this process at the 3rd training step (Lightning's own handling of it is what runs)."""
+    from scbranch.model import _training
+
+    real = _training.DiffusionTask.on_train_batch_end
+
+    def ctrl_c(self, *args):
+        real(self, *args)
+        if self.global_step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_training.DiffusionTask, "on_train_batch_end", ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    assert signal.getsignal(signal.SIGINT) is handler  # Lightning left SIGINT ignored: Ctrl-C works again
+
+
+def test_ctrl_c_during_fit_is_a_keyboard_interrupt(toy_adata, ctrl_c_at_step_3):
+    adata = toy_adata.copy()
+    with pytest.raises(KeyboardInterrupt):  # was SystemExit(1)
+        sb.tl.fit(adata, groupby="cell_type", **fast(max_steps=50))
+    assert_adata_equal(adata, toy_adata)
+
+
+def test_ctrl_c_during_add_cell_type_is_a_keyboard_interrupt(toy_model, ctrl_c_at_step_3):
+    model, adata = toy_model
+    new = adata[adata.obs["cell_type"] == "C"][:30].copy()
+    new.obs["cell_type"] = pd.Categorical(["D"] * new.n_obs)
+    new_before, before = new.copy(), state_of(model)
+    with pytest.raises(KeyboardInterrupt):
+        sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
+    assert_same_state(state_of(model), before)
+    assert_adata_equal(new, new_before)
 
 
 # ---- strict trees and options -------------------------------------------------------------------------------
