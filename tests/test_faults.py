@@ -129,6 +129,39 @@ def test_corrupt_config_names_the_file(toy_model, tmp_path):
         sb.BranchedDiffusion.load(tmp_path / "m")
 
 
+def _set(path, value):
+    """An edit of config.json: ``path`` a tuple of keys, the last one set to ``value``."""
+    def edit(meta):
+        d = meta
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value(d[path[-1]]) if callable(value) else value
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (_set(("config", "type_counts", "A"), -5), r"type_counts\['A'\] must be an integer in \[0"),
+    (_set(("config", "beta_max"), float("inf")), r"beta_max must be a finite number"),
+    (_set(("config", "beta_min"), 30.0), r"0 < beta_min < beta_max"),
+    (_set(("config", "var_names"), lambda v: v[:-1]), r"var_names lists 59 genes but the saved weights are for 60"),
+    (_set(("config", "width"), 200_000), r"width must be an integer in \[1, 16,384\]"),
+    (_set(("config", "n_blocks"), "3"), r"n_blocks must be an integer"),
+    (_set(("config", "width"), 4096), r"weights do not fit the score network its config describes"),
+    (_set(("representation_meta", "counts_decoder", "hidden"), 4096), r"weights do not fit the count decoder"),
+    (_set(("config", "classifier", "types"), lambda v: [*v, "X"]), r"weights do not fit the type classifier"),
+    (_set(("config", "types"), []), r"types must be a non-empty list"),
+])
+def test_resigned_configs_out_of_range_are_refused_before_building(toy_model, tmp_path, edit, match):
+    model, _ = toy_model
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    edit(meta)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    rehash(tmp_path / "m")
+    with pytest.raises(ValueError, match=match):
+        sb.BranchedDiffusion.load(tmp_path / "m")
+
+
 # ---- saving never loses a model -----------------------------------------------------------------------------
 @pytest.mark.parametrize("fail_at", [1, 2, 3, "publish"])
 def test_save_killed_midway_keeps_the_previous_model(toy_model, tmp_path, monkeypatch, fail_at):
