@@ -392,3 +392,96 @@ def test_random_label_strings_round_trip(toy_adata, tmp_path, seed):
     pd.testing.assert_index_equal(syn.var_names, adata.var_names)
     shutil.rmtree(tmp_path / "m")
     assert not os.path.exists(tmp_path / MARKER_NAME)
+
+
+# ---- inputs that were accepted silently or failed obscurely ---------------------------------------------------
+TERM = "[Term]\nid: TOY:{0}\nname: {1}\n{2}\n"
+
+
+def obo_file(tmp_path, body):
+    path = tmp_path / "onto.obo"
+    path.write_text(body if isinstance(body, str) else body.decode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("format-version: 1.2\n\n" + TERM.format(1, "cell", "is_a: TOY:3") + TERM.format(2, "alpha cell", "is_a: TOY:1")
+     + TERM.format(3, "beta cell", "is_a: TOY:2"), r"is_a links .* form a cycle through TOY:"),
+    ("", r"could not read the ontology file .*onto\.obo"),
+    ("format-version: 1.2\n[Term]\nid TOY:1\nname: x\n[[[\n", r"could not read the ontology file .*onto\.obo"),
+    ("format-version: 1.2\n", r"onto\.obo holds no ontology terms"),
+])
+def test_ontology_files_that_make_no_tree_are_clear_errors(toy_adata, tmp_path, body, match):
+    adata = toy_adata.copy()
+    with pytest.raises(ValueError, match=match):
+        fit_quick(adata, hierarchy=str(obo_file(tmp_path, body)))
+    assert_adata_equal(adata, toy_adata)
+
+
+def test_two_terms_with_one_labels_name_are_an_error(tmp_path):
+    from scbranch.hierarchy._ontology import map_labels, read_ontology
+
+    body = ("format-version: 1.2\n\n" + TERM.format(1, "cell", "") + TERM.format(2, "alpha cell", "is_a: TOY:1")
+            + TERM.format(3, "alpha cell", "is_a: TOY:1"))
+    onto = read_ontology(obo_file(tmp_path, body))
+    with pytest.raises(ValueError, match=r"'alpha cell' is the name of 2 ontology terms \['TOY:2', 'TOY:3'\]"):
+        map_labels(["alpha cell"], onto=onto)
+    assert map_labels(["alpha cell"], mapping={"alpha cell": "TOY:3"}, onto=onto) == {"alpha cell": "TOY:3"}
+
+
+@pytest.mark.parametrize("name", ["missing.obo", "missing.nwk"])
+def test_a_missing_hierarchy_file_is_reported_as_missing(toy_adata, tmp_path, name):
+    adata = toy_adata.copy()
+    with pytest.raises(FileNotFoundError, match="not found"):  # was: could not parse Newick
+        fit_quick(adata, hierarchy=str(tmp_path / name))
+    assert_adata_equal(adata, toy_adata)
+
+
+def test_a_cycle_in_a_parent_table_is_reported_as_a_cycle(toy_adata):
+    table = pd.DataFrame({"node": ["root", "AB", "A", "B", "C", "X", "Y"],
+                          "parent": ["", "root", "AB", "AB", "root", "Y", "X"]})
+    adata = toy_adata.copy()
+    with pytest.raises(ValueError, match="parent links form a cycle through"):  # was: types not leaves
+        fit_quick(adata, hierarchy=table)
+    assert_adata_equal(adata, toy_adata)
+
+
+@pytest.mark.parametrize(("kw", "error", "match"), [
+    ({"condition_keys": ["age"]}, ValueError, r"'age' holds 300 distinct numbers.*pd\.cut"),
+    ({"model_kwargs": {"width": 64, "n_blocks": 2, "min_cells": 1}}, ValueError, "min_cells must be at least 2"),
+    ({"width": 32}, TypeError, r"fit\(\) got width= and model_kwargs\['width'\]; pass it once"),
+])
+def test_options_that_were_taken_silently_are_errors(toy_adata, kw, error, match):
+    adata = toy_adata.copy()
+    adata.obs["age"] = np.random.default_rng(0).random(adata.n_obs)  # continuous: 300 categories before
+    before = adata.copy()
+    with pytest.raises(error, match=match):
+        fit_quick(adata, **kw)
+    assert_adata_equal(adata, before)
+
+
+def test_proportions_as_a_string_is_an_error(toy_model):
+    model, _ = toy_model
+    node = model.hierarchy.internal_nodes[-1].name
+    with pytest.raises(TypeError, match=r"proportions must be a \{type: weight\} mapping, got 'even'"):
+        sb.tl.generate(model, {node: 10}, proportions="even")
+
+
+def test_a_condition_given_as_none_is_marginalized():
+    from types import SimpleNamespace
+
+    from scbranch.model._conditions import condition_codes
+
+    model = SimpleNamespace(config={"conditions": {"keys": ["phase", "donor"], "categories": [["G1", "S"], ["D1"]]}})
+    assert condition_codes(model, {"phase": None, "donor": "D1"}).tolist() == [2, 0]  # 2: "not given"
+    assert condition_codes(model, {"phase": None}).tolist() == condition_codes(model, None).tolist() == [2, 1]
+
+
+@pytest.mark.parametrize(("tool", "kw"), [("transmute", {"source": "A", "target": "C"}), ("augment", {}),
+                                          ("score_types", {}), ("add_cell_type", {}), ("impute", {}),
+                                          ("transfer", {"condition": {"donor": "D1"}})])
+def test_two_anndata_and_no_model_is_a_type_error(toy_adata, tool, kw):
+    adata = toy_adata.copy()
+    with pytest.raises(TypeError, match=r"takes an AnnData first, then the model .*got AnnData, AnnData"):
+        getattr(sb.tl, tool)(adata, adata, **kw)
+    assert_adata_equal(adata, toy_adata)

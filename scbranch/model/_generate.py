@@ -122,6 +122,8 @@ def generate(
         obs[f"{key_added}_node"] = pd.Categorical(np.concatenate([[a] * n for a, _, n in asked.rows]),
                                                   categories=requests)
     for key, value in (condition or {}).items():  # the covariates the cells were generated under
+        if value is None:  # marginalized: no value to record
+            continue
         cats = model.config["conditions"]["categories"][model.config["conditions"]["keys"].index(key)]
         obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)

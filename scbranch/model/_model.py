@@ -396,7 +396,8 @@ class BranchedDiffusion:
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
                      nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
                      resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
-                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items()}, ensure_ascii=False),
+                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
+                                         ensure_ascii=False),
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
