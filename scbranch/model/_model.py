@@ -433,7 +433,12 @@ class BranchedDiffusion:
     # ---- save / load ----------------------------------------------------------------------------------------
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the model directory (``model.pt``: tensors only; ``config.json``; ``manifest.json`` with their
-        sha256) atomically: a failed save leaves the previous model at ``dir_path``, or nothing."""
+        sha256): staged beside ``dir_path`` and renamed into place, so a failed save leaves the previous model.
+
+        ``overwrite=True`` replaces only a folder that is exactly a model (its manifest lists its files and it
+        holds nothing else); any other non-empty folder is a ``FileExistsError`` listing what would be deleted. A
+        symlink at ``dir_path`` is written through. A save killed midway is mended by the next save or
+        :meth:`load` (see ``scbranch.model._staging``)."""
         tensors = {"module": self.module.state_dict(), "representation": self.representation.state_dict()}
         if self.classifier is not None:
             tensors["classifier"] = self.classifier.state_dict()
@@ -444,8 +449,13 @@ class BranchedDiffusion:
 
     @classmethod
     def load(cls, dir_path: str | os.PathLike, adata: ad.AnnData | None = None) -> BranchedDiffusion:
-        """Load a saved model (checked against its manifest; nothing in it is unpickled); with ``adata``, check
-        that it holds the model's genes."""
+        """Load a saved model; with ``adata``, check that it holds the model's genes.
+
+        Nothing in the folder is trusted: its files must be regular files (no symlinks, pipes or devices) within
+        size caps (``manifest.json`` 1 MiB, ``config.json`` 256 MiB, ``model.pt`` 16 GiB), match the manifest's
+        sha256, hold tensors only (nothing is unpickled) and a config whose numbers are in range and whose
+        networks fit the saved weights, all checked before anything is allocated. A model a killed save left
+        beside a missing ``dir_path`` is put back, with a warning."""
         state, meta = load_dir(dir_path)
         try:
             config_file = Path(dir_path) / "config.json"
