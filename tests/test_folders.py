@@ -102,6 +102,22 @@ def test_a_symlink_is_written_through(tmp_path):
     assert listing(tmp_path) == ["current", "store"] and listing(tmp_path / "store") == ["model-v1"]
 
 
+def test_a_save_killed_through_a_symlink_is_recovered_through_it(tmp_path):
+    save(tmp_path / "store" / "m", "old")
+    (tmp_path / "current").symlink_to(tmp_path / "store" / "m", target_is_directory=True)
+    assert save_killed_at(tmp_path / "current", "moved_aside", overwrite=True)
+    with recovering(True):
+        assert version(tmp_path / "current") == "new"
+    assert listing(tmp_path / "store") == ["m"] and (tmp_path / "current").is_symlink()
+
+
+def test_relative_paths_stage_beside_the_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save("m/", "old")
+    save("sub/../m", overwrite=True)
+    assert version("./m") == "new" and listing(tmp_path) == ["m"]
+
+
 def test_new_folders_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:

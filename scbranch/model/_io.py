@@ -90,10 +90,16 @@ def _listing(path: Path, n: int = 5) -> str:
     return f"{shown}{more}"
 
 
+def _folder(path: Path) -> Path:
+    """The model folder ``path`` names, absolute and through a symlink at ``path``: the staging folders of its
+    saves lie beside the folder itself, whatever the path was written as (``m/``, ``a/../m``, a link)."""
+    return Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(os.path.abspath(path))
+
+
 def _save_target(path: Path) -> Path:
-    """Where a save to ``path`` writes: through a symlink at ``path``; an error if a parent is a file."""
-    if path.is_symlink():  # write through the link: the folder it points to is replaced, the link stays
-        path = Path(os.path.realpath(path))
+    """Where a save to ``path`` writes (:func:`_folder`: a symlink is written through, the link kept); an error
+    if a parent is a file."""
+    path = _folder(path)
     for parent in path.parents:
         if os.path.exists(parent):
             if not os.path.isdir(parent):
@@ -168,7 +174,7 @@ def _torch_bytes(tensors: dict) -> bytes:
 # ---- load -------------------------------------------------------------------------------------------------------
 def load_dir(path: str | os.PathLike) -> tuple[dict, dict]:
     """``(tensors, meta)`` of a model folder, after checking its files and manifest (see module docstring)."""
-    path = Path(path)
+    path = _folder(path)
     _wait_for_exchange(path)
     folder = _staging.recover(path, _complete) or path
     _staging.clean(path)
