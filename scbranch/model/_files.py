@@ -28,8 +28,9 @@ def read_capped(path: Path, cap: int | None = None) -> bytes:
         raise ValueError(msg)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as err:
+        msg = f"{path} is missing; the model folder is incomplete"
+        raise FileNotFoundError(msg) from err
     except OSError as err:
         msg = f"{path} cannot be opened as a regular file ({err.strerror}); refusing to read it"
         raise ValueError(msg) from err
