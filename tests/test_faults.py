@@ -1,6 +1,7 @@
 """Fault injection: malicious files in a model directory, saves that die midway, interrupted model updates,
 damaged configs, and inputs that used to be accepted silently or fail obscurely."""
 
+import copy
 import json
 import os
 import pickle
@@ -215,12 +216,18 @@ def test_overwrite_refuses_a_directory_that_holds_no_model(toy_model, tmp_path):
 
 
 # ---- a failed call never half-changes the model --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ab_model(toy_adata):
+    """A model of types A and B, fitted once: each test changes a copy of it."""
+    old = toy_adata[toy_adata.obs["cell_type"] != "C"].copy()
+    return sb.tl.fit(old, groupby="cell_type", random_state=0, **fast())
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
-def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, monkeypatch, error):
+def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, ab_model, monkeypatch, error):
     from scbranch.model import _training
 
-    old = toy_adata[toy_adata.obs["cell_type"] != "C"].copy()
-    model = sb.tl.fit(old, groupby="cell_type", random_state=0, **fast())
+    model = copy.deepcopy(ab_model)
     before = state_of(model)
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     new_before = new.copy()

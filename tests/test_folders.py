@@ -310,3 +310,10 @@ def test_cli_overwrite_refuses_a_project_folder_before_training(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert "is not an scbranch model folder" in err and "data.h5ad" in err and len(err.splitlines()) == 1
     assert (tmp_path / "project" / "data.h5ad").read_text() == "precious"
+
+
+def test_a_listed_file_that_is_missing_is_named(tmp_path):
+    save(tmp_path / "m")
+    (tmp_path / "m" / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.pt is missing; the model folder is incomplete"):
+        _io.load_dir(tmp_path / "m")
