@@ -407,7 +407,7 @@ TERM = "[Term]\nid: TOY:{0}\nname: {1}\n{2}\n"
 
 def obo_file(tmp_path, body):
     path = tmp_path / "onto.obo"
-    path.write_text(body if isinstance(body, str) else body.decode("latin-1"))
+    path.write_text(body)
     return path
 
 

@@ -202,6 +202,20 @@ def test_a_first_save_killed_at_any_step(tmp_path, step):
         assert listing(tmp_path) == ["m"]
 
 
+def test_a_killed_save_on_a_read_only_disk_is_loaded_where_it_lies(tmp_path, monkeypatch):
+    save(tmp_path / "m", "old")
+    assert save_killed_at(tmp_path / "m", "moved_aside", overwrite=True)
+    left = listing(tmp_path)
+
+    def read_only(*args):
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(_staging.os, "rename", read_only)
+    with pytest.warns(UserWarning, match="using the model it was writing where it lies"):
+        assert version(tmp_path / "m") == "new"
+    assert listing(tmp_path) == left  # nothing removed: the model was read from there
+
+
 def test_staging_folders_of_running_saves_are_left_alone(tmp_path):
     save(tmp_path / "m", "old")
     alive = tmp_path / f".m.saving-{os.getppid()}-{_staging._HOST}00000000"  # a running process's

@@ -104,6 +104,7 @@ def check_meta(meta: dict, file: Path) -> None:
     if c.get("classifier") is not None:
         spec = ck.mapping("config.classifier", c["classifier"])
         ck.strings("config.classifier.types", spec.get("types"))
+        ck.integer("config.classifier.steps", spec.get("steps"), 1, MAX_STEPS, optional=True)
     if c.get("conditions") is not None:
         cond = ck.mapping("config.conditions", c["conditions"])
         ck.strings("config.conditions.keys", cond.get("keys"))

@@ -177,7 +177,8 @@ def load_dir(path: str | os.PathLike) -> tuple[dict, dict]:
     path = _folder(path)
     _wait_for_exchange(path)
     folder = _staging.recover(path, _complete) or path
-    _staging.clean(path)
+    if folder == path:  # (not while the model is read from a staged folder that could not be put back)
+        _staging.clean(path)
     if not folder.is_dir():
         msg = f"{path} is not a model folder"
         raise FileNotFoundError(msg)

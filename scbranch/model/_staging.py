@@ -94,7 +94,7 @@ def exchange(staging: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     reached("renamed")
-    shutil.rmtree(old)
+    shutil.rmtree(old, ignore_errors=True)  # the new model is in place: a leftover is cleaned by the next save/load
     reached("removed_old")
 
 
