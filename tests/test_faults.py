@@ -244,8 +244,9 @@ def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, ab_mode
     assert model.types == ["A", "B"]
     assert_adata_equal(new, new_before)
     assert sb.tl.generate(model, 3, progress=False).n_obs == 6
-    sb.tl.add_cell_type(new, model, max_steps=50, progress=False)  # and the same call then works
-    assert sorted(model.types) == ["A", "B", "C"]
+    if error is KeyboardInterrupt:  # and the same call then works (once: the slowest part of these tests)
+        sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
+        assert sorted(model.types) == ["A", "B", "C"]
 
 
 @pytest.fixture
