@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from .. import _interrupt
 from .. import _logging as logg
-from .._interrupt import interruptible
 from ..module import T_EPS, BranchedDiffusionModule
 
 MAX_VAL_CELLS = 4096
@@ -279,7 +279,7 @@ def train_module(
             enable_model_summary=False, gradient_clip_val=1.0, **trainer_kwargs,
         )
         t0 = time.perf_counter()
-        with interruptible():  # Ctrl-C: a KeyboardInterrupt, not Lightning's sys.exit(1)
+        with _interrupt.interruptible():  # Ctrl-C: a KeyboardInterrupt, not Lightning's sys.exit(1)
             trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
         seconds = time.perf_counter() - t0
     if task.run_n:  # the steps after the last check (max_steps not a multiple of check_every)

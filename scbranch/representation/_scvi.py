@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 from scipy import sparse
 
-from .._interrupt import interruptible
 from ._library import Libraries
 from ._protocol import Decoded, DecoderData
 
@@ -120,7 +119,7 @@ class SCVIRepresentation:
                 raise ValueError(msg)
         else:
             adata = _counts_adata(X, self.var_names, batch)
-            with _seeded(random_state), interruptible():  # scvi-tools trains on Lightning too
+            with _seeded(random_state):
                 scvi.model.SCVI.setup_anndata(adata, batch_key="batch" if batch is not None else None)
                 self.scvi = scvi.model.SCVI(adata, n_latent=self.n_comps)
                 self.scvi.train(max_epochs=self.max_epochs, enable_progress_bar=self.progress,
