@@ -28,6 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import scbranch as sb
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 
 PAIRS = [("CD14+ Monocyte", "Dendritic"), ("CD4+/CD45RO+ Memory", "CD4+/CD25 T Reg"), ("CD19+ B", "CD56+ NK")]
 
@@ -54,7 +55,7 @@ def transmutation_scores(model, train, test, source, target, *, time=None) -> di
     out = sb.tl.transmute(train, model, source=source, target=target, time=time)
     x_src = model.get_lognorm(train[train.obs[GROUPBY] == source])
     x_tgt = model.get_lognorm(test[test.obs[GROUPBY] == target])
-    x_tr = _dense(out.X)
+    x_tr = _dense(lognorm_of(out))
     genes = np.argsort(-(x_tgt.mean(0) - x_src.mean(0)))[:20]
 
     def w(x):
@@ -91,7 +92,7 @@ def main():
     results = {"real only": classify(ev, x_real, y_real, rare)}
     for name, model in (("real + scbranch", branched), ("real + flat diffusion", flat)):
         aug = sb.tl.augment(train, model, min_cells=args.min_cells, progress=False)
-        results[name] = classify(ev, _dense(aug.X), aug.obs[GROUPBY].astype(str).to_numpy(), rare)
+        results[name] = classify(ev, _dense(lognorm_of(aug)), aug.obs[GROUPBY].astype(str).to_numpy(), rare)
     results["real + oversampling"] = classify(ev, *oversample(train, args.min_cells, 0), rare)
     print(f"\n### Augmentation to >= {args.min_cells} cells per type; rare types: {rare}\n")
     print("| training cells | macro-F1 | rare-type recall (mean) | " + " | ".join(f"recall {t}" for t in rare) + " |")

@@ -35,6 +35,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import scbranch as sb
 from scbranch import metrics
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 
 MIN_TEST = 10
 
@@ -77,7 +78,7 @@ def run(adata, key: str, seed: int) -> tuple[list[dict], list[dict]]:
             n = int(tr_rows.sum())
             syn_c = sb.tl.generate(cond, {ty: n}, condition={key: c}, random_state=seed, progress=False)
             syn_p = sb.tl.generate(plain, {ty: n}, random_state=seed, progress=False)
-            z_c, z_p = ev.project(_dense(syn_c.X)), ev.project(_dense(syn_p.X))
+            z_c, z_p = ev.project(_dense(lognorm_of(syn_c))), ev.project(_dense(lognorm_of(syn_p)))
             z_syn_all.append(z_c)
             c_syn_all += [c] * n
             row = {"seed": seed, "type": ty, "condition": c}

@@ -21,12 +21,13 @@ import torch
 from _common import GROUPBY, Evaluator, fit, split_pbmc, timer, write_json
 
 import scbranch as sb
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 from scbranch.model._training import train_module
 
 
 def samples(model, n=200, seed=0):
     syn = sb.tl.generate(model, n, random_state=seed, progress=False)
-    return syn.X, syn.obs[GROUPBY].astype(str).to_numpy()
+    return lognorm_of(syn), syn.obs[GROUPBY].astype(str).to_numpy()
 
 
 def flat_finetune_new_only(model, new_cells, new_type, steps, seed):

@@ -35,6 +35,7 @@ from sparse import GCXS
 import scbranch as sb
 from scbranch import metrics
 from scbranch._anndata import to_lognorm
+from scbranch.model._generate import counts_of  # syn.X holds counts after counts in
 from scbranch.representation._scvi import _counts_adata
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]  # vs held-out cells
@@ -78,11 +79,11 @@ def run(adata: ad.AnnData, args, label: str) -> dict:
                            progress=False, model_kwargs={"scvi_epochs": args.scvi_epochs})
     with timer(times, "scbranch scvi: generate"):
         syn = sb.tl.generate(m_scvi, need, progress=False)
-    draws["scbranch (scvi)"] = (_dense(syn.layers["counts"]), syn.obs[GROUPBY].astype(str).to_numpy())
+    draws["scbranch (scvi)"] = (_dense(counts_of(syn)), syn.obs[GROUPBY].astype(str).to_numpy())
     with timer(times, "scbranch pca: fit"):
         m_pca = sb.tl.fit(train.copy(), groupby=GROUPBY, max_steps=args.max_steps, progress=False)
     syn = sb.tl.generate(m_pca, need, progress=False)
-    draws["scbranch (pca, default)"] = (_dense(syn.layers["counts"]), syn.obs[GROUPBY].astype(str).to_numpy())
+    draws["scbranch (pca, default)"] = (_dense(counts_of(syn)), syn.obs[GROUPBY].astype(str).to_numpy())
     if not args.no_scanvi:
         with timer(times, "scANVI prior: fit + sample"):
             draws["scANVI label-conditional prior"] = scanvi_prior_sample(train, GROUPBY, need,

@@ -35,6 +35,7 @@ from _common import fit as fit_options
 
 import scbranch as sb
 from scbranch import metrics
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 from scbranch.model._training import STOP_TOL, STOP_WINDOW, StopRule
 
 PREVIOUS_DEFAULT = {
@@ -93,7 +94,7 @@ class Scorer:
     def __call__(self, model, seed: int) -> dict:
         syn = sb.tl.generate(model, self.sizes, random_state=seed, progress=False)
         y = syn.obs[GROUPBY].astype(str).to_numpy()
-        z = self.ev.project(_dense(syn.X))
+        z = self.ev.project(_dense(lognorm_of(syn)))
         tab = metrics.per_type_quality(self.ev.z_test, self.ev.y_test, z, y)
         tstr = metrics.train_synthetic_test_real(z, y, self.ev.z_test, self.ev.y_test)["tstr"]
         return {"mmd": tab["mmd"].mean(), "auc_knn": tab["auc_knn"].mean(), "tstr": tstr}

@@ -24,6 +24,7 @@ from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, ti
 
 import scbranch as sb
 from scbranch import metrics
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
 
@@ -62,7 +63,8 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
             kw = {"sampler": args.sampler} if args.sampler else {}
             syn = sb.tl.generate(model, n, n_steps=args.n_steps, progress=False, **kw)
         y = syn.obs[GROUPBY].astype(str).to_numpy()
-        summarize(name, ev.per_type(syn.X, y), ev, ev.project(syn.X), y, syn.X, rare, store)
+        x_syn = lognorm_of(syn)
+        summarize(name, ev.per_type(x_syn, y), ev, ev.project(x_syn), y, x_syn, rare, store)
         times[f"{name}: nfe"], times[f"{name}: n_evals"] = (
             syn.uns["scbranch"]["generate"][k] for k in ("nfe", "n_evals")
         )

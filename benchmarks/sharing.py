@@ -29,6 +29,7 @@ from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, 
 
 import scbranch as sb
 from scbranch import metrics
+from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 
 RARE = 50
 
@@ -57,7 +58,7 @@ def lognorm(a):
 
 def quality(ev: Evaluator, syn, rare) -> dict:
     y = syn.obs[GROUPBY].astype(str).to_numpy()
-    z = ev.project(_dense(syn.X))
+    z = ev.project(_dense(lognorm_of(syn)))
     tab = metrics.per_type_quality(ev.z_test, ev.y_test, z, y)
     out = {"mmd": tab["mmd"].mean(), "auc_knn": tab["auc_knn"].mean(),
            "tstr": metrics.train_synthetic_test_real(z, y, ev.z_test, ev.y_test)["tstr"]}

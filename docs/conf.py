@@ -2,8 +2,8 @@
 
 Built offline (no intersphinx, no notebook execution): ``sphinx-build -W -b html docs docs/_build`` (the test
 suite runs it, ``tests/test_docs.py``). The tutorials are percent-format scripts (``# %%`` cells, runnable as
-they are); :func:`_tutorial_pages` turns each into a MyST page (markdown cells as text, code cells as code)
-at build time, so the docs show exactly what the tests run.
+they are); :func:`_tutorial_pages` turns each into a MyST page (markdown cells as text, code cells as code,
+each followed by its stored output and figures) at build time, so the docs show exactly what the tests run.
 """
 
 from __future__ import annotations
@@ -39,18 +39,37 @@ nitpicky = False
 
 
 def _tutorial_pages() -> None:
-    """tutorials/NN_name.py (percent format) → docs/tutorials/NN_name.md (MyST)."""
+    """tutorials/NN_name.py (percent format) → docs/tutorials/NN_name.md (MyST), each code cell followed by the
+    output and figures it gave when ``scripts/render_tutorials.py`` last ran it (``_static/tutorials/``), so the
+    pages show results without the build executing anything. A cell edited since then is shown without output
+    (``tests/test_docs.py`` fails until the outputs are rendered again)."""
+    import hashlib
+    import json
+
     out = Path(__file__).parent / "tutorials"
     out.mkdir(exist_ok=True)
+    stored_dir = Path(__file__).parent / "_static" / "tutorials"
     for script in sorted((ROOT / "tutorials").glob("[0-9]*.py")):
+        record = stored_dir / f"{script.stem}.json"
+        meta = json.loads(record.read_text()) if record.exists() else {"cells": []}
+        stored = {c["hash"]: c for c in meta["cells"]}
         cells = []
         for block in re.split(r"^# %%", script.read_text(), flags=re.M)[1:]:
             if block.startswith(" [markdown]"):
                 text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#")
                                  for line in block.splitlines()[1:])
                 cells.append(text.strip())
-            else:
-                cells.append(f"```python\n{block.strip()}\n```")
+                continue
+            source = block.split("\n", 1)[1].strip() if "\n" in block else ""
+            cells.append(f"```python\n{source}\n```")
+            result = stored.get(hashlib.sha256(source.encode()).hexdigest()[:16])
+            if result and result["text"].strip():
+                cells.append(f"```text\n{result['text'].rstrip()}\n```")
+            for image in (result or {}).get("images", []):
+                cells.append(f"![output of the cell above](../_static/tutorials/{image})")
+        if meta.get("cells"):
+            budget = f"max_steps={meta['steps']}" if meta.get("steps") else "its default training budget"
+            cells.insert(1, f"*Outputs from `scripts/render_tutorials.py` ({budget}).*")
         (out / f"{script.stem}.md").write_text("\n\n".join(cells) + "\n")
 
 

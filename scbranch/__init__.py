@@ -6,7 +6,7 @@ pay for torch, scanpy and scvi-tools until something needs them.
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the one source: pyproject reads it (hatch), CITATION.cff and the CLI agree (tests)
 __all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics", "pl", "simulate", "tl"]
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",

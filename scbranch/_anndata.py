@@ -106,18 +106,24 @@ def to_counts(X, kind: InputKind):
 
 
 LABEL_COLUMNS = ("cell_type", "celltype", "cell_types", "CellType", "cell_type_fine", "celltypes", "labels",
-                 "label", "bulk_labels", "louvain", "leiden")  # tried in this order when groupby is not given
+                 "label", "bulk_labels")  # tried in this order when groupby is not given
+# never taken silently: cluster ids are not cell types (a model of "types" 0..12 is rarely what was meant)
+CLUSTER_COLUMNS = ("louvain", "leiden", "clusters", "cluster", "kmeans")
 
 
 def default_groupby(adata: ad.AnnData) -> str:
-    """The first of :data:`LABEL_COLUMNS` in ``adata.obs`` (logged), or an error listing the categorical columns."""
+    """The first of :data:`LABEL_COLUMNS` in ``adata.obs``, said at scanpy's default verbosity (a warning-level
+    line, as the choice decides what the model learns), or an error listing the columns to choose from."""
     for name in LABEL_COLUMNS:
         if name in adata.obs.columns:
-            logg.info(f"    groupby not given: using adata.obs[{name!r}]")
+            logg.warning(f"groupby not given: the cell types are adata.obs[{name!r}] (pass groupby= to choose)")
             return name
     cats = [c for c in adata.obs.columns if not pd.api.types.is_numeric_dtype(adata.obs[c])]
+    clusters = [c for c in cats if c.lower() in CLUSTER_COLUMNS]
+    hint = (f"; {clusters} hold clusters, not cell types: pass groupby={clusters[0]!r} to model clusters anyway"
+            if clusters else "")
     msg = (f"pass groupby=: adata.obs has none of the usual label columns {list(LABEL_COLUMNS)}; "
-           f"categorical columns: {cats}")
+           f"categorical columns: {cats}{hint}")
     raise KeyError(msg)
 
 

@@ -20,8 +20,7 @@ IN_MEMORY_MAX_CELLS = 50_000  # above this, even in-memory data goes through the
 
 def is_chunked(X) -> bool:
     """Whether to work in chunks: backed (h5py / anndata sparse dataset) or very many cells."""
-    in_memory = isinstance(X, np.ndarray) or sparse.issparse(X)
-    return not in_memory or X.shape[0] > IN_MEMORY_MAX_CELLS
+    return not in_memory(X) or X.shape[0] > IN_MEMORY_MAX_CELLS
 
 
 def row_chunks(X, mask: np.ndarray | None = None, chunk: int = CHUNK_CELLS) -> Iterator[np.ndarray]:
@@ -32,6 +31,21 @@ def row_chunks(X, mask: np.ndarray | None = None, chunk: int = CHUNK_CELLS) -> I
             continue
         block = X[start:stop]
         yield block if mask is None else block[np.flatnonzero(mask[start:stop])]
+
+
+def in_memory(X) -> bool:
+    return isinstance(X, np.ndarray) or sparse.issparse(X)
+
+
+def to_csr(X, cols: np.ndarray | None = None) -> sparse.csr_matrix:
+    """``X`` (in memory or backed; dense or sparse) as one in-memory CSR float32 matrix, columns ``cols`` only,
+    read a chunk at a time: a backed sparse matrix is never densified (``np.asarray`` on anndata's backed sparse
+    dataset gave "setting an array element with a sequence"), a backed dense one only a chunk at a time."""
+    blocks = []
+    for block in ([X] if in_memory(X) else row_chunks(X)):
+        block = sparse.csr_matrix(block, dtype=np.float32)
+        blocks.append(block if cols is None else block[:, cols])
+    return sparse.vstack(blocks, format="csr") if len(blocks) != 1 else blocks[0]
 
 
 def read_rows(X, rows: np.ndarray):

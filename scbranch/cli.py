@@ -12,7 +12,7 @@ from . import _logging as logg
 
 
 def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, random_state: int = 0,
-         progress: bool = True) -> dict:
+         progress: bool | None = None) -> dict:
     """The main job: fit on a real dataset that ships offline, generate, compare, write results."""
     import anndata as ad
 
@@ -46,7 +46,7 @@ def demo(out: Path, *, n_per_type: int = 200, max_steps: int | None = None, rand
         f"{len(model.branches)} branches",
         f"hierarchy: {model.hierarchy.to_newick()}",
         "",
-        "| sampling (euler_maruyama, 50 steps) | network calls (NFE) | cell-rows evaluated |",
+        "| sampling (euler_maruyama, 50 steps) | network calls | cell states evaluated (cells × steps) |",
         "|---|---:|---:|",
         f"| shared tree walk | {shared_st['nfe']} | {shared_st['n_evals']} |",
         f"| each type alone | {alone_st['nfe']} | {alone_st['n_evals']} |",
@@ -96,6 +96,7 @@ def _gene_level(model, adata, random_state: int) -> dict:
     import numpy as np
 
     from . import metrics, tl
+    from .model._generate import lognorm_of
 
     x, y = model.get_lognorm(adata), adata.obs["bulk_labels"].astype(str).to_numpy()
     rng = np.random.default_rng(random_state)
@@ -108,14 +109,12 @@ def _gene_level(model, adata, random_state: int) -> dict:
     kw = {"var_names": model.var_names, "groupby": "bulk_labels", "random_state": random_state}
     rec = model.reconstruct(adata[half], random_state=random_state + 2)
     return {"floor": metrics.gene_level_quality(x[~half], y[~half], x[half], y[half], **kw),
-            "decoder": metrics.gene_level_quality(x[~half], y[~half], rec.X, y[half], **kw),
-            "synthetic": metrics.gene_level_quality(x[~half], y[~half], syn.X, syn.obs["bulk_labels"].astype(str),
-                                                    **kw)}
+            "decoder": metrics.gene_level_quality(x[~half], y[~half], lognorm_of(rec), y[half], **kw),
+            "synthetic": metrics.gene_level_quality(x[~half], y[~half], lognorm_of(syn),
+                                                    syn.obs["bulk_labels"].astype(str), **kw)}
 
 
 def _fit(args) -> int:
-    import anndata as ad
-
     from . import tl
 
     out = Path(args.out)
@@ -126,10 +125,11 @@ def _fit(args) -> int:
         from .model._io import check_target
 
         check_target(out, overwrite=True)
-    adata = ad.read_h5ad(args.data, backed="r" if args.backed else None)
-    model = tl.fit(adata, groupby=args.groupby, hierarchy=args.hierarchy, layer=args.layer,
+    adata = _read(args.data, backed=args.backed)
+    model = tl.fit(adata, groupby=args.groupby, hierarchy=_hierarchy(args.hierarchy, adata), layer=args.layer,
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
-                   random_state=args.seed, progress=not args.no_progress,
+                   condition_keys=args.condition_keys, sharing=args.sharing, n_comps=args.n_comps,
+                   random_state=args.seed, progress=False if args.no_progress else None,
                    model_kwargs={"use_raw": args.use_raw, "branched": not args.flat},
                    train_kwargs={"accelerator": args.accelerator, "devices": args.devices, "strategy": args.strategy})
     model.save(out, overwrite=args.overwrite)
@@ -143,6 +143,30 @@ def _fit(args) -> int:
     return 0
 
 
+def _read(path: Path, *, backed: bool = False):
+    """An .h5ad file, or one line saying why not (anything h5py cannot open is not an .h5ad)."""
+    import anndata as ad
+
+    if not Path(path).is_file():
+        msg = f"no such file: {path}"
+        raise FileNotFoundError(msg)
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except OSError as err:  # h5py: "Unable to open file (file signature not found)" and its traceback
+        msg = f"{path} is not an .h5ad (HDF5) file ({str(err).splitlines()[0][:120]})"
+        raise ValueError(msg) from None
+
+
+def _hierarchy(value: str | None, adata):
+    """``--hierarchy``: 'data', 'cl', a Newick string or file, an ontology file, or comma-separated obs columns
+    (annotation levels, coarse to fine)."""
+    if value and "(" not in value and "," in value:
+        columns = [c.strip() for c in value.split(",")]
+        if all(c in adata.obs.columns for c in columns):
+            return columns
+    return value
+
+
 def _generate(args) -> int:
     from . import tl
     from .model import BranchedDiffusion
@@ -152,7 +176,7 @@ def _generate(args) -> int:
     if args.types:
         n_cells = dict.fromkeys(args.types, args.n)
     syn = tl.generate(model, n_cells, sampler=args.sampler, n_steps=args.n_steps, random_state=args.seed,
-                      transform_batch=args.transform_batch, progress=not args.no_progress)
+                      transform_batch=args.transform_batch, progress=False if args.no_progress else None)
     syn.write_h5ad(args.out)
     logg.info(f"wrote {syn.n_obs} synthetic cells to {args.out}")
     return 0
@@ -160,7 +184,8 @@ def _generate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scbranch", description="Hierarchically branched diffusion for single cells.")
-    parser.add_argument("--quiet", action="store_true", help="only warnings and errors (no step-by-step log)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="only warnings and errors: no step-by-step log, no progress bars")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train on pbmc68k_reduced (ships with scanpy), generate every type, "
@@ -173,10 +198,20 @@ def main(argv: list[str] | None = None) -> int:
 
     f = sub.add_parser("fit", help="train a model on an .h5ad file and save it to a folder")
     f.add_argument("data", type=Path, help="input .h5ad (counts or log-normalized expression)")
-    f.add_argument("--groupby", required=True, help="obs column with the cell type labels")
+    f.add_argument("--groupby", default=None,
+                   help="obs column with the cell type labels (default: the first usual label column, e.g. "
+                        "cell_type, named in a warning)")
     f.add_argument("--out", type=Path, required=True, help="folder to save the model in")
     f.add_argument("--hierarchy", default=None,
-                   help="'data' (default), 'cl' (Cell Ontology + data times), or a Newick string or file")
+                   help="'data' (default), 'cl' (Cell Ontology + data times), a Newick string or file, an ontology "
+                        "file (.obo, .owl, .json), or obs columns coarse to fine, comma-separated "
+                        "(e.g. compartment,lineage)")
+    f.add_argument("--sharing", type=float, default=0.5,
+                   help="how much of the reverse trajectory types share, 0 to 1 (default: %(default)s)")
+    f.add_argument("--condition-keys", nargs="+", default=None, metavar="KEY",
+                   help="categorical obs columns (donor, batch, condition) to condition the model on")
+    f.add_argument("--n-comps", type=int, default=None,
+                   help="model-space dimensions (PCs, or scVI's latent; default: by data size)")
     f.add_argument("--layer", default=None, help="read expression from this layer instead of .X")
     f.add_argument("--use-raw", action="store_true", help="read expression from .raw")
     f.add_argument("--representation", choices=["pca", "scvi"], default="pca",
@@ -209,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="scVI models with a batch key: decode every cell in this batch (default: the type's batches)")
     g.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    for sp in (p, f, g):  # --quiet also after the sub-command (scbranch fit data.h5ad --quiet)
+        sp.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors: no step-by-step log, no progress bars")
     args = parser.parse_args(argv)
+    args.no_progress = args.no_progress or args.quiet
     import scanpy as sc
 
     before = sc.settings.verbosity
@@ -217,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             res = demo(args.out, n_per_type=args.n_per_type, max_steps=args.max_steps, random_state=args.seed,
-                       progress=not args.no_progress)
+                       progress=False if args.no_progress else None)
             return 0 if res["n_ok"] > 0 else 1
         return _fit(args) if args.command == "fit" else _generate(args)
     except (ValueError, KeyError, TypeError, FileExistsError, FileNotFoundError) as err:

@@ -15,6 +15,8 @@ import anndata as ad
 import numpy as np
 from scipy import sparse
 
+__all__ = ["load", "manifests", "pbmc68k", "pbmc68k_counts"]
+
 REQUIRED_KEYS = {"name", "description", "url", "sha256", "size_bytes", "format", "label_key", "ontology_key",
                  "licence", "citation"}
 

@@ -19,6 +19,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+__all__ = ["c2st_auc", "centroid_table", "correlation_error", "energy_distance", "expressing_fraction_mae",
+           "fit_eval_pca", "gene_level_quality", "gene_mean_pearson", "hvg_overlap", "knn_mixing",
+           "knn_mixing_per_type", "marker_recovery", "mean_pearson", "mmd_rbf", "mmd_scales", "per_type_quality",
+           "train_synthetic_test_real", "variance_log2_ratio"]
+
 
 @contextmanager
 def _scanpy_quiet():

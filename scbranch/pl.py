@@ -1,6 +1,9 @@
-"""Plots (matplotlib), with scanpy's conventions: ``ax=`` for single-panel plots, ``show=``, ``return_fig=``, and
-``save=`` by scanpy's rule (``True`` or a suffix such as ``"_pbmc.png"`` → ``sc.settings.figdir/<plot><suffix>``;
-a :class:`pathlib.Path` is written exactly there)."""
+"""Plots (matplotlib), with scanpy's conventions and one argument order: the AnnData first, then what is
+compared with it (synthetic or transmuted cells, the model), then keyword-only options, ending with
+``show=None`` (scanpy's ``sc.settings.autoshow``; not when saving), ``save=`` by scanpy's rule (``True`` or a
+suffix such as ``"_pbmc.png"`` → ``sc.settings.figdir/<plot><suffix>``; a :class:`pathlib.Path` is written
+exactly there), ``ax=`` and ``return_fig=``. ``groupby`` defaults to the one the model was fitted with (recorded
+in ``.uns`` by ``fit`` and ``generate``). Every plot returns its Axes (or the Figure with ``return_fig``)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from . import _anndata
+from . import _logging as logg
 from .hierarchy import Hierarchy
+from .model._generate import lognorm_of
 
 __all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
 
@@ -21,12 +26,12 @@ def synthetic_vs_real(
     adata: ad.AnnData,
     syn: ad.AnnData,
     *,
-    groupby: str,
+    groupby: str | None = None,
     key: str = "scbranch",
     basis: str | None = None,
     components: tuple[int, int] = (0, 1),
+    show: bool | None = None,
     save: bool | str | Path | None = None,
-    show: bool = False,
     return_fig: bool = False,
 ):
     """Real and synthetic cells side by side, colored by type.
@@ -36,7 +41,7 @@ def synthetic_vs_real(
     adata, syn
         Real cells and synthetic cells (:func:`scbranch.tl.generate`).
     groupby
-        Cell-type column of both.
+        Cell-type column of both (default: the model's, as recorded in ``syn.uns`` or ``adata.uns``).
     key
         Model key: by default the cells are shown in ``.obsm[f"X_{key}"]``, the model space.
     basis
@@ -50,6 +55,7 @@ def synthetic_vs_real(
     Both panels share axes and colors (the dataset's ``.uns[f"{groupby}_colors"]`` when it has them), so a
     type's synthetic cloud sits where its real cloud does. Returns the two Axes (the Figure with ``return_fig``).
     """
+    groupby = _groupby(groupby, key, syn, adata)
     obsm_key = f"X_{key}" if basis is None else (basis if basis.startswith("X_") else f"X_{basis}")
     label = "scbranch" if basis is None else obsm_key[2:].upper()
     for a, name in ((adata, "adata"), (syn, "syn")):
@@ -85,8 +91,25 @@ def synthetic_vs_real(
     return fig if return_fig else axes
 
 
+def _groupby(groupby: str | None, key: str, *adatas) -> str:
+    """``groupby`` as given, else the model's: recorded by ``generate`` (``.uns[key]["generate"]``) or ``fit``
+    (``.uns[key]["params"]``)."""
+    for a in adatas if groupby is None else ():
+        rec = a.uns.get(key, {})
+        found = (rec.get("generate", {}) or {}).get("groupby") or (rec.get("params", {}) or {}).get("groupby")
+        if found:
+            groupby = str(found)
+            break
+    for a in adatas:
+        if groupby is None or groupby not in a.obs:
+            msg = f"pass groupby=: no cell-type column {groupby!r} in .obs (none recorded in .uns[{key!r}])"
+            raise KeyError(msg)
+    return groupby
+
+
 def _finish(fig, save, show, name: str):
-    """Save (scanpy's figdir rule for ``True``/str, exactly there for a Path) and show."""
+    """Save (scanpy's figdir rule for ``True``/str, exactly there for a Path) and show as scanpy does:
+    ``show=None`` follows ``sc.settings.autoshow``, except when saving."""
     fig.tight_layout()
     if save is not None and save is not False:
         if isinstance(save, Path):
@@ -102,6 +125,10 @@ def _finish(fig, save, show, name: str):
             path = Path(sc.settings.figdir) / f"{name}{stem}.{ext or sc.settings.file_format_figs}"
             path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
+    if show is None:
+        import scanpy as sc
+
+        show = sc.settings.autoshow and (save is None or save is False)
     if show:
         plt.show()
 
@@ -113,8 +140,8 @@ def _uns(adata: ad.AnnData, key: str) -> dict:
     return adata.uns[key]
 
 
-def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool | str | Path | None = None,
-              show: bool = False, return_fig: bool = False):
+def hierarchy(adata: ad.AnnData, *, key: str = "scbranch", show: bool | None = None,
+              save: bool | str | Path | None = None, ax=None, return_fig: bool = False):
     """The cell-type tree on a diffusion-time axis: leaves (with cell counts) at t=0, each internal node at
     its branch time, the root's shared branch up to t=1. Nodes where the tree disagrees with the data are red.
     Returns the Axes."""
@@ -185,8 +212,8 @@ def _unoverlap(ax, texts, *, max_moves: int = 12) -> None:
         placed.append(t.get_window_extent(renderer))
 
 
-def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bool | str | Path | None = None,
-                  show: bool = False, return_fig: bool = False):
+def branch_points(adata: ad.AnnData, *, key: str = "scbranch", show: bool | None = None,
+                  save: bool | str | Path | None = None, ax=None, return_fig: bool = False):
     """The separation statistic vs diffusion time for each internal node (its latest-merging pair of types),
     with the threshold; the node's branch time is where its curve crosses it. Returns the Axes."""
     uns = _uns(adata, key)
@@ -213,7 +240,7 @@ def branch_points(adata: ad.AnnData, *, key: str = "scbranch", ax=None, save: bo
 
 
 def transmutation(adata: ad.AnnData, transmuted: ad.AnnData, model, *, key: str = "scbranch", n_markers: int = 6,
-                  save: bool | str | Path | None = None, show: bool = False, return_fig: bool = False):
+                  show: bool | None = None, save: bool | str | Path | None = None, return_fig: bool = False):
     """Source, transmuted and target cells in the model space, and the mean expression of the genes most
     up in the target vs the source (real cells of ``adata``) for each group.
 
@@ -226,7 +253,7 @@ def transmutation(adata: ad.AnnData, transmuted: ad.AnnData, model, *, key: str 
     src, tgt = labels == info["source"], labels == info["target"]
     z_real, z_tr = model.get_latent(adata), np.asarray(transmuted.obsm[f"X_{key}"])
     x_real = model.get_lognorm(adata)
-    x_tr = transmuted[:, model.var_names].X
+    x_tr = lognorm_of(transmuted[:, model.var_names])  # .X holds counts for a model fitted on counts
     x_tr = np.asarray(x_tr.toarray() if hasattr(x_tr, "toarray") else x_tr)
     up = x_real[tgt].mean(0) - x_real[src].mean(0)
     genes = np.argsort(-up)[:n_markers]
@@ -259,13 +286,14 @@ def realism(
     adata: ad.AnnData,
     syn: ad.AnnData,
     *,
-    groupby: str,
+    groupby: str | None = None,
     n_genes: int = 3,
     layer: str | None = None,
     use_raw: bool = False,
-    ax=None,
+    key: str = "scbranch",
     show: bool | None = None,
     save: bool | str | Path | None = None,
+    ax=None,
     return_fig: bool = False,
 ):
     """Gene-level realism of synthetic cells, real and synthetic side by side.
@@ -279,16 +307,19 @@ def realism(
     Parameters
     ----------
     adata
-        Real cells; log-normalized expression in ``.X``, ``.layers[layer]`` or ``.raw`` (``use_raw``).
+        Real cells: expression in ``.X``, ``.layers[layer]`` or ``.raw`` (``use_raw``); counts are
+        log-normalized here (target sum 1e4, as scbranch normalizes them).
     syn
-        Synthetic cells (e.g. from :func:`scbranch.tl.generate`), log-normalized in ``.X``; genes are matched
-        to ``adata``'s by name.
+        Synthetic cells (e.g. from :func:`scbranch.tl.generate`); their log-normalized values (``.X``, or
+        ``.layers["lognorm"]`` when ``.X`` holds counts); genes are matched to ``adata``'s by name.
     groupby
-        Cell-type column of both ``.obs``.
+        Cell-type column of both ``.obs`` (default: the model's, as recorded in ``.uns[key]``).
+    key
+        The key ``fit``/``generate`` wrote under.
     ax
         Two Axes to draw in (default: a new figure).
     show
-        Call ``plt.show()`` (default: don't).
+        ``plt.show()``; ``None``: scanpy's ``sc.settings.autoshow`` unless saving.
     save
         As in scanpy (``True`` or a suffix → ``sc.settings.figdir/realism<suffix>``; a Path: exactly there).
     return_fig
@@ -296,11 +327,12 @@ def realism(
     """
     from scipy import sparse
 
-    for a, name in ((adata, "adata"), (syn, "syn")):
-        if groupby not in a.obs:
-            msg = f"{name}.obs has no column {groupby!r}"
-            raise KeyError(msg)
+    groupby = _groupby(groupby, key, syn, adata)
     x_real, real_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
+    with logg.quiet():
+        kind = _anndata.check_expression(x_real)
+    if kind == "counts":  # normalized as scbranch normalizes counts, as the synthetic cells' lognorm layer is
+        x_real = _anndata.to_lognorm(x_real, "counts")
     # match genes by name, in adata's order
     pos_syn = syn.var_names.get_indexer(real_names)
     keep = np.flatnonzero(pos_syn >= 0)
@@ -313,7 +345,7 @@ def realism(
         x = x[:, cols]
         return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
 
-    xr, xs = dense(x_real, keep), dense(syn.X, pos_syn[keep])
+    xr, xs = dense(x_real, keep), dense(lognorm_of(syn), pos_syn[keep])  # syn.X holds counts after counts
     yr, ys = adata.obs[groupby].astype(str).to_numpy(), syn.obs[groupby].astype(str).to_numpy()
     cats = adata.obs[groupby].cat.categories if hasattr(adata.obs[groupby], "cat") else pd.unique(yr)
     types = [str(t) for t in cats if (yr == str(t)).any()]

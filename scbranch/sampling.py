@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ._progress import sampling_bar
 from .module import T_EPS, VPSDE
 
 
@@ -150,7 +150,7 @@ def get_times(n_steps: int, t_min: float = T_EPS, t_max: float = 1.0, *, spacing
 
 
 class CountingModel:
-    """Wraps a model to count network calls (NFE) and cell-rows passed through it (``n_evals``)."""
+    """Wraps a model to count network calls (NFE) and the cell states passed through it (``n_evals``)."""
 
     def __init__(self, model):
         self.model, self.nfe, self.n_evals = model, 0, 0
@@ -176,7 +176,7 @@ def sample_tree(
     n_features: int,
     heads: Mapping[int, int] | None = None,
     generator: torch.Generator | None = None,
-    progress: bool = True,
+    progress=None,
     x_init: torch.Tensor | None = None,
     resample: Callable | None = None,
     ess: Mapping[int, float] | None = None,
@@ -198,6 +198,10 @@ def sample_tree(
     ≈ the child's share where they no longer do. The walk then sizes every branch so that each child's effective
     rows cover what it needs (a parent carries need × α² / ess rows, α² the signal fraction at the split; ess is
     floored at 2 %), instead of duplicating a few rows.
+
+    ``progress``: ``True``/``False``/``None`` (scanpy's verbosity) for a bar of its own, shown only when the walk
+    takes over half a second; or a tqdm bar of the caller's, which this walk extends and advances (one bar for a
+    loop of walks).
     """
     counter = CountingModel(model)
     grid = ts.numpy()
@@ -242,7 +246,10 @@ def sample_tree(
 
     n_root = rows_of(None, types, 0)
     total = sum(max(len(steps_of(b)) - 1, 0) for b in {b for ty in types for b in paths[ty]})
-    pbar = tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False)
+    own_bar = not hasattr(progress, "update")  # a bar of the caller's (several walks, one bar) or our own
+    pbar = sampling_bar(total, progress) if own_bar else progress
+    if not own_bar:
+        pbar.total = (pbar.total or 0) + total
     out: dict[str, torch.Tensor] = {}
 
     def walk(x: torch.Tensor, tys: list[str], depth: int, parent: int | None):
@@ -264,5 +271,6 @@ def sample_tree(
     if x_init is None:  # the prior at t=1; transmutation starts from noised cells at an earlier time instead
         x_init = torch.randn((n_root, n_features), generator=generator)
     walk(x_init, types, 0, None)
-    pbar.close()
+    if own_bar:
+        pbar.close()
     return out, {"nfe": counter.nfe, "n_evals": counter.n_evals}

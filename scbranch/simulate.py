@@ -10,6 +10,8 @@ import pandas as pd
 
 from .hierarchy import Hierarchy
 
+__all__ = ["balanced_tree", "simulate_tree"]
+
 
 def balanced_tree(n_types: int) -> dict:
     """A nested dict with ``n_types`` leaves ``t0 … t{K-1}``, split in halves recursively."""

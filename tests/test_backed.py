@@ -1,7 +1,10 @@
 """Backed (on-disk) AnnData: validated, fitted (incremental PCA) and projected in row chunks; Lightning options."""
 
+import copy
+
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -70,3 +73,41 @@ def test_minibatches_follow_the_weights_and_validation_is_capped():
     codes = np.repeat(np.arange(4), 25_000)  # 100k cells: 10 % would be 10,000 validation cells
     mask = validation_mask(codes, 0.1, np.random.default_rng(0))
     assert 4000 <= mask.sum() <= MAX_VAL_CELLS and all(mask[codes == k].sum() == mask.sum() // 4 for k in range(4))
+
+
+def _sparse_file(adata, path):
+    """``adata`` written with sparse (CSR) ``.X`` and opened backed: anndata's backed sparse dataset."""
+    from scipy import sparse
+
+    mem = adata.copy()
+    mem.X = sparse.csr_matrix(mem.X)
+    mem.write_h5ad(path)
+    return mem, ad.read_h5ad(path, backed="r")
+
+
+def test_augment_on_a_backed_sparse_file_matches_in_memory(toy_model, tmp_path, small_chunks):
+    model, fitted = toy_model
+    rare = fitted[np.r_[0:120, 120:130, 220:300]].copy()  # B has 10 cells
+    del rare.obsm["X_scbranch"]  # as a file from elsewhere would be: projected here, chunk by chunk
+    mem, backed = _sparse_file(rare, tmp_path / "rare.h5ad")
+    assert backed.isbacked and not isinstance(backed.X, np.ndarray)
+    a = sb.tl.augment(backed, model, min_cells=40, progress=False)
+    b = sb.tl.augment(mem, model, min_cells=40, progress=False)
+    assert a.shape == b.shape and a.obs["scbranch_synthetic"].sum() == 30
+    np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
+    pd.testing.assert_frame_equal(a.obs, b.obs)
+    np.testing.assert_allclose(a.obsm["X_scbranch"], b.obsm["X_scbranch"], atol=1e-5)
+
+
+def test_add_cell_type_on_a_backed_sparse_file_matches_in_memory(tmp_path, small_chunks):
+    four = sb.simulate.simulate_tree({"AB": {"A": None, "B": None}, "CD": {"C": None, "D": None}}, n_cells=80,
+                                     n_genes=40, random_state=1)
+    old, new = four[four.obs["cell_type"] != "D"].copy(), four[four.obs["cell_type"] == "D"].copy()
+    model = sb.tl.fit(old, groupby="cell_type", random_state=0, **fast(max_steps=100))
+    mem, backed = _sparse_file(new, tmp_path / "new.h5ad")
+    a = sb.tl.add_cell_type(backed, copy.deepcopy(model), max_steps=40, progress=False)
+    b = sb.tl.add_cell_type(mem, copy.deepcopy(model), max_steps=40, progress=False)
+    assert "D" in a.types and a.hierarchy.to_newick() == b.hierarchy.to_newick()
+    np.testing.assert_allclose(backed.obsm["X_scbranch"], mem.obsm["X_scbranch"], atol=1e-5)
+    np.testing.assert_array_equal(sb.tl.generate(a, {"D": 5}, progress=False).X.toarray(),
+                                  sb.tl.generate(b, {"D": 5}, progress=False).X.toarray())

@@ -62,3 +62,23 @@ def test_fit_errors_are_one_line_and_checked_before_training(tmp_path, toy_adata
     assert (tmp_path / "taken" / "x").read_text() == "keep me"
     assert main(["fit", str(data), "--groupby", "celltype", "--out", str(tmp_path / "m"), "--no-progress"]) == 2
     assert "not a column of adata.obs" in capsys.readouterr().err
+
+
+def test_fit_flags_quiet_after_the_subcommand_and_non_hdf5_input(tmp_path, toy_adata, capfd):
+    data = tmp_path / "toy.h5ad"
+    adata = toy_adata.copy()
+    adata.obs["coarse"] = adata.obs["cell_type"].map({"A": "AB", "B": "AB", "C": "far"}).astype("category")
+    adata.obs["donor"] = ["d1", "d2"] * (adata.n_obs // 2)
+    adata.write_h5ad(data)
+    # no --groupby (the API finds cell_type), levels as comma-separated columns, sharing, covariates, --quiet last
+    assert main(["fit", str(data), "--out", str(tmp_path / "m"), "--max-steps", "40", "--hierarchy",
+                 "coarse,cell_type", "--sharing", "0.3", "--condition-keys", "donor", "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert out == "" and "training:" not in err  # quiet: no log, no bars (the groupby warning may remain)
+    cfg = (tmp_path / "m" / "config.json").read_text()
+    assert '"sharing": 0.3' in cfg and '"donor"' in cfg and '"coarse"' in cfg
+    bad = tmp_path / "cells.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["fit", str(bad), "--out", str(tmp_path / "m2")]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "not an .h5ad (HDF5) file" in err and len(err.splitlines()) == 1 and "Traceback" not in err

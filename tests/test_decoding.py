@@ -46,8 +46,8 @@ def test_pbmc68k_counts_are_recovered():
 def test_synthetic_counts_are_integers_with_the_types_library_sizes(toy_model):
     model, adata = toy_model
     syn = sb.tl.generate(model, 60, progress=False, random_state=1)
-    counts = dense(syn.layers["counts"])
-    assert sparse.issparse(syn.X) and sparse.issparse(syn.layers["counts"])
+    counts = dense(syn.X)  # counts in, counts out: .X holds counts as the input's .X did
+    assert sparse.issparse(syn.X) and sparse.issparse(syn.layers["lognorm"]) and "counts" not in syn.layers
     assert (counts >= 0).all() and np.array_equal(counts, np.round(counts))
     real_lib = dense(adata.X).sum(1)
     labels = adata.obs["cell_type"].astype(str).to_numpy()
@@ -56,7 +56,21 @@ def test_synthetic_counts_are_integers_with_the_types_library_sizes(toy_model):
         # library sizes are drawn from the type's real cells; the NB draw moves a cell's total only a little
         assert 0.8 * real.min() <= lib.min() and lib.max() <= 1.2 * real.max()
         assert np.median(lib) == pytest.approx(np.median(real), rel=0.15)
-    # .X is the input's normalization of those counts (raw-count input: scbranch's 1e4 target sum)
+    # the log-normalized layer is the input's normalization of those counts (raw counts: scbranch's 1e4 target sum)
+    np.testing.assert_allclose(dense(syn.layers["lognorm"]), _lognorm(counts), rtol=1e-5, atol=1e-6)
+
+
+def test_log_normalized_in_log_normalized_out(toy_adata):
+    adata = toy_adata.copy()
+    adata.layers["counts"] = adata.X.copy()
+    adata.X = sparse.csr_matrix(_lognorm(dense(adata.X)))
+    on_x = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast(max_steps=60))
+    syn = sb.tl.generate(on_x, 10, progress=False)
+    assert dense(syn.X).max() < 15 and set(syn.layers) == {"counts"}  # recovered counts beside, in their layer
+    on_layer = sb.tl.fit(adata, groupby="cell_type", layer="counts", random_state=0, **fast(max_steps=60))
+    syn = sb.tl.generate(on_layer, 10, progress=False)  # fitted on the counts layer: counts there, .X log-normalized
+    counts = dense(syn.layers["counts"])
+    assert np.array_equal(counts, np.round(counts)) and counts.max() > 15
     np.testing.assert_allclose(dense(syn.X), _lognorm(counts), rtol=1e-5, atol=1e-6)
 
 
@@ -68,10 +82,11 @@ def test_expressing_fraction_of_simulated_cells_is_recovered():
     syn = sb.tl.generate(model, 150, progress=False)
     x_real, y_real = _lognorm(dense(adata.X)), adata.obs["cell_type"].astype(str).to_numpy()
     y_syn = syn.obs["cell_type"].astype(str).to_numpy()
-    mae = metrics.expressing_fraction_mae(x_real, y_real, syn.X, y_syn)
+    x_syn = syn.layers["lognorm"]
+    mae = metrics.expressing_fraction_mae(x_real, y_real, x_syn, y_syn)
     assert 0.3 < (x_real > 0).mean() < 0.7
     assert mae.max() < 0.06, mae  # per gene, per type; the old Gaussian decoding was off by ~0.5
-    assert abs((dense(syn.X) > 0).mean() - (x_real > 0).mean()) < 0.04
+    assert abs((dense(x_syn) > 0).mean() - (x_real > 0).mean()) < 0.04
 
 
 def test_scaled_subset_input_is_reproduced_with_per_cell_scales(toy_adata):

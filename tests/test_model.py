@@ -145,7 +145,8 @@ def test_add_cell_type_method_is_a_transaction(toy_adata):
     model = sb.tl.fit(old, groupby="cell_type", **fast(max_steps=60))
     with pytest.raises(ValueError, match="already in the model"):
         model.add_cell_type(old)
-    report = model.add_cell_type(new, max_steps=30, progress=False)
+    assert model.add_cell_type(new, max_steps=30, progress=False) is model  # as tl.add_cell_type
+    report = model.last_added
     assert model.types == ["A", "B", "C"] and [p[0] for p in report["placements"]] == ["C"]
     assert report["latent"].shape == (new.n_obs, model.representation.n_features)
 

@@ -31,10 +31,9 @@ def test_scvi_representation_generates_counts_per_type(scvi_model, batched):
     z = adata.obsm["X_scbranch"]
     assert np.sqrt(np.mean(z.var(0))) == pytest.approx(1.0, rel=1e-3)  # one common scale, as for PCA
     syn = sb.tl.generate(model, 60, progress=False)
-    counts = syn.layers["counts"]
-    counts = dense(counts)
+    counts = dense(syn.X)  # fitted on counts in .X: counts in .X, their log-normalization beside
     assert counts.shape == (180, adata.n_vars) and (counts >= 0).all() and np.array_equal(counts, np.round(counts))
-    np.testing.assert_allclose(dense(syn.X), sb._anndata.to_lognorm(counts, "counts"), rtol=1e-6)
+    np.testing.assert_allclose(dense(syn.layers["lognorm"]), sb._anndata.to_lognorm(counts, "counts"), rtol=1e-6)
     # library sizes follow the observed ones (drawn per type, then thinned by scVI's zero inflation, which a
     # 15-epoch scVI still overestimates: ~25 % fewer counts here)
     real_lib = np.asarray(batched.X.sum(1)).ravel()
@@ -51,16 +50,14 @@ def test_scvi_representation_generates_counts_per_type(scvi_model, batched):
 
 
 def syn_as_input(syn):
-    out = syn.copy()
-    out.X = out.layers["counts"]
-    return out
+    return syn.copy()  # counts in .X, as the real cells
 
 
 def test_scvi_transform_batch_reproducibility_and_save_load(scvi_model, tmp_path):
     model, adata = scvi_model
     a = sb.tl.generate(model, 10, transform_batch="b1", random_state=2, progress=False)
     b = sb.tl.generate(model, 10, transform_batch="b1", random_state=2, progress=False)
-    np.testing.assert_array_equal(dense(a.layers["counts"]), dense(b.layers["counts"]))
+    np.testing.assert_array_equal(dense(a.X), dense(b.X))
     with pytest.raises(ValueError, match="transform_batch"):
         sb.tl.generate(model, 10, transform_batch="nope", progress=False)
     model.save(tmp_path / "m")
@@ -71,7 +68,7 @@ def test_scvi_transform_batch_reproducibility_and_save_load(scvi_model, tmp_path
     assert not (tmp_path / MARKER_NAME).exists()
     np.testing.assert_allclose(loaded.get_latent(adata), adata.obsm["X_scbranch"], atol=1e-5)
     c = sb.tl.generate(loaded, 10, transform_batch="b1", random_state=2, progress=False)
-    np.testing.assert_array_equal(dense(a.layers["counts"]), dense(c.layers["counts"]))
+    np.testing.assert_array_equal(dense(a.X), dense(c.X))
 
 
 def test_scvi_accepts_a_trained_scvi_model(batched, tmp_path):
@@ -86,7 +83,7 @@ def test_scvi_accepts_a_trained_scvi_model(batched, tmp_path):
     model = sb.tl.fit(adata, groupby="cell_type", representation="scvi", batch_key="batch",
                       **fast(max_steps=150, scvi_epochs=15, scvi_model=vae))
     assert model.representation.scvi is vae and model.representation.n_features == 5
-    assert sb.tl.generate(model, 5, progress=False).layers["counts"].shape == (15, adata.n_vars)
+    assert sb.tl.generate(model, 5, progress=False).X.shape == (15, adata.n_vars)
     model.save(tmp_path / "m")  # rebuilt from its options and tensors: the user's layer and batch order kept
     loaded = sb.BranchedDiffusion.load(tmp_path / "m")
     assert loaded.representation.setup_args["layer"] == "raw" and loaded.representation.batches == ["b1", "b2"]

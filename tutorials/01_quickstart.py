@@ -8,6 +8,8 @@
 # %%
 import os
 
+import scanpy as sc
+
 import scbranch as sb
 
 steps = int(os.environ.get("SCBRANCH_TUTORIAL_STEPS", "0")) or None
@@ -44,3 +46,15 @@ print(syn)
 sb.pl.realism(adata, syn, groupby="bulk_labels", save="_quickstart.png")
 sb.metrics.gene_level_quality(model.get_lognorm(adata), adata.obs["bulk_labels"], syn.X, syn.obs["bulk_labels"],
                               var_names=adata.var_names, groupby="bulk_labels")
+
+# %% [markdown]
+# Real and synthetic cells in one UMAP. `concat_real_synthetic` reads the real cells where the model read them
+# (here `.X`, log-normalized), so both parts share one scale; `.obs["scbranch_synthetic"]` marks the origin.
+# Synthetic cells should mix with the real cells of their own type, not form islands of their own.
+
+# %%
+both = sb.tl.concat_real_synthetic(adata, syn, model)
+sc.pp.pca(both)
+sc.pp.neighbors(both)
+sc.tl.umap(both)
+sc.pl.umap(both, color=["scbranch_synthetic", "bulk_labels"], save="_quickstart.png")

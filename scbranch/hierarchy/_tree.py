@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import ete3
 import numpy as np
 import pandas as pd
+
+# ete3 imports the standard library's `cgi`, deprecated since 3.11 (removed in 3.13, where the legacy-cgi package
+# stands in): a DeprecationWarning at import that fails the test suites of projects running pytest with
+# `filterwarnings = error` (scverse's template does). Only that warning is silenced, only for this import.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*'cgi' is deprecated", category=DeprecationWarning)
+    import ete3
 
 
 @dataclass

@@ -69,7 +69,7 @@ def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: floa
 
 
 def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: str = "heads", max_steps: int,
-                   n_replay: int = 300, random_state: int = 0, progress: bool = True) -> dict:
+                   n_replay: int = 300, random_state: int = 0, progress: bool | None = None) -> dict:
     """Add the types in ``labels_new`` to ``model`` in place (see module docstring); returns a report."""
     from ._training import train_module
 
@@ -127,7 +127,7 @@ def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: st
 
 
 def add_from_adata(model, adata_new, *, groupby: str | None = None, mode: str = "heads", min_cells: int = 5,
-                   max_steps: int | None = None, random_state: int = 0, progress: bool = True) -> dict:
+                   max_steps: int | None = None, random_state: int = 0, progress: bool | None = None) -> dict:
     """:meth:`BranchedDiffusion.add_cell_type`: validate the new cells, then place, train and extend the decoder
     on a working copy committed only when all of it succeeded. The report adds ``latent`` (the new cells in
     model space)."""

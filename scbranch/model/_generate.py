@@ -14,7 +14,7 @@ from .. import _anndata
 from .. import _logging as logg
 from ._requests import plan
 
-__all__ = ["generate"]
+__all__ = ["counts_of", "generate", "layout", "lognorm_of"]
 
 
 def generate(
@@ -31,7 +31,7 @@ def generate(
     transform_batch: str | None = None,
     obs_prefix: str | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Generate synthetic cells per type by walking the model's branch tree from t=1 down.
@@ -75,6 +75,9 @@ def generate(
         0.054 / 0.77 / 0.065 (off: 0.45 / 0.067 / 0.78 / 0.078; flat 1.00 / 0.056 / 0.78 / 0.068). ``False``: the
         cheaper walk, rows handed to the children as they are; prefer it with ``hierarchy="cl"`` for now, where
         resampling scored worse on pbmc68k (MMD 0.062 vs 0.034, 2 seeds; flat 0.017).
+    progress
+        A bar over the reverse-diffusion steps, shown only when sampling takes longer than half a second
+        (``None``: at scanpy's verbosity >= 1; nothing is printed at 0).
     obs_prefix
         Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls
         with different seeds give distinct names).
@@ -84,18 +87,31 @@ def generate(
 
     Returns
     -------
-    A new AnnData with the model's ``var_names``: ``.X`` (sparse) log-normalized expression, normalized as the
-    input was (same target sum, or per-cell scales drawn with the library sizes of the type's real cells nearest
-    each synthetic cell in model space);
-    ``.layers["counts"]`` (sparse integers) whenever the model decodes counts — the input held raw counts or
-    counts recoverable from its log-normalized values, or ``representation="scvi"`` — with library sizes
-    drawn from the type's real cells nearest in model space; ``.obs[batch_key]`` (scVI with a batch key: the
-    batch each cell was decoded in);
-    ``.obs[groupby]`` (categorical: each cell's type), ``.obs[f"{key_added}_synthetic"] = True``,
-    ``.obs[f"{key_added}_node"]`` (only when a node was asked for: the node, or the type, each cell answers),
-    ``.obs[key]`` for each covariate given in ``condition``,
+    A new AnnData with the model's ``var_names``, its matrices laid out as the real cells' were (see
+    :func:`~scbranch.model._generate.layout`): counts in, counts out; log-normalized in, log-normalized out.
+
+    ``.X`` (sparse)
+        Fitted on ``.X`` (or ``.raw``) holding counts: integer counts, with library sizes drawn from the type's
+        real cells nearest each synthetic cell in model space. Holding log-normalized values: log-normalized
+        expression, normalized as the input was (same target sum, or per-cell scales drawn as the library sizes).
+    ``.layers["lognorm"]`` or ``.layers["counts"]``
+        The other form: ``"lognorm"`` beside counts in ``.X``; ``"counts"`` (sparse integers) beside
+        log-normalized ``.X`` whenever the model decodes counts (the input held raw counts or counts recoverable
+        from its log-normalized values, or ``representation="scvi"``). Fitted on ``layers[layer]``: that layer
+        holds the input's form and ``.X`` the other.
+    ``.obs``
+        ``[groupby]`` (categorical: each cell's type), ``[f"{key_added}_synthetic"] = True``, the coarse
+        annotation columns of ``fit(hierarchy=[...columns])`` (each type's coarse labels),
+        ``[f"{key_added}_node"]`` (only when a node was asked for: the node, or the type, each cell answers),
+        ``[key]`` for each covariate given in ``condition``, ``[batch_key]`` (scVI with a batch key: the batch
+        each cell was decoded in).
     ``.obsm[f"X_{key_added}"]``
-    (model space) and ``.uns[key_added]["generate"]`` (sampler, n_steps, nfe, n_evals, shared, random_state).
+        Model space.
+    ``.uns[key_added]["generate"]``
+        sampler, n_steps, nfe (network calls), n_evals (cell states evaluated: cells × steps), shared,
+        random_state, groupby.
+
+    Put them beside the real cells with :func:`~scbranch.tl.concat_real_synthetic`.
     """
     start = logg.info(f"generating cells with {sampler}")
     random_state = _anndata.check_seed(random_state)
@@ -126,29 +142,75 @@ def generate(
             continue
         cats = model.config["conditions"]["categories"][model.config["conditions"]["keys"].index(key)]
         obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
+    levels_of(model, labels, obs)  # coarse annotation levels of a nested hierarchy, for the new cells too
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
     if out.batch is not None:
         obs[model.config["batch_key"]] = pd.Categorical(out.batch, categories=model.representation.batches)
-    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
-    syn = ad.AnnData(X=out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    X, layers = layout(model, out)
+    syn = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
     syn.obsm[f"X_{key_added}"] = z
-    syn.uns[key_added] = {"generate": stats}
+    syn.uns[key_added] = {"generate": {**stats, "groupby": model.groupby}}
     colors = model.config.get("type_colors") or {}
     if all(t in colors for t in order):  # the real data's colours, so sc.pl colours types as it does
         syn.uns[f"{model.groupby}_colors"] = [colors[t] for t in order]
     logg.info("    finished", time=start,
-              deep=f"{len(z)} cells of {len(cells)} types; {stats['nfe']} network calls, {stats['n_evals']} cell-rows")
+              deep=f"{len(z)} cells of {len(cells)} types; {stats['nfe']} network calls, {stats['n_evals']} "
+                   "cell-states evaluated")
     return syn
 
 
+def layout(model, out) -> tuple[object, dict]:
+    """Where decoded cells go: each form where the model read that form of the real cells — counts in, counts
+    out; log-normalized in, log-normalized out — and the other form beside it.
+
+    Read from ``.X`` (or ``.raw``): ``.X`` holds the input's form, ``layers["lognorm"]`` or ``layers["counts"]``
+    the other (when the model makes counts). Read from ``layers[L]``: ``layers[L]`` holds the input's form and
+    ``.X`` the other (log-normalized when the model makes no counts). So ``ad.concat`` with the real cells, or
+    :func:`scbranch.tl.concat_real_synthetic`, never mixes counts with log-normalized values (on zeisel's counts a
+    log-normalized synthetic ``.X`` made the synthetic cells separate islands in a joint UMAP)."""
+    forms = {"lognorm": out.X}
+    if out.counts is not None:
+        forms["counts"] = sparse.csr_matrix(out.counts)
+    kind = model.config.get("input_kind", "lognorm")
+    if kind not in forms:  # counts read, none decoded (not made by the representations here): keep what we have
+        kind = "lognorm"
+    other = next((k for k in forms if k != kind), None)
+    layer = model.config.get("layer")
+    if layer is None:
+        return forms[kind], ({other: forms[other]} if other else {})
+    layers = {layer: forms[kind]}
+    if other and other != layer:
+        layers[other] = forms[other]
+    return (forms[other] if other else forms[kind]), layers
+
+
+def lognorm_of(syn: ad.AnnData):
+    """The log-normalized expression of decoded cells, wherever :func:`layout` put it."""
+    return syn.layers.get("lognorm", syn.X)
+
+
+def counts_of(syn: ad.AnnData):
+    """The counts of decoded cells, wherever :func:`layout` put them (``None``: the model makes no counts)."""
+    if "counts" in syn.layers:
+        return syn.layers["counts"]
+    return syn.X if "lognorm" in syn.layers else None
+
+
+def levels_of(model, labels, obs: pd.DataFrame) -> None:
+    """Fill ``obs`` with the coarse annotation levels of ``fit(hierarchy=[coarse, ..., groupby])``: each type's
+    label at every coarser level, as the real cells have them (so a joint table or UMAP has no NaN there)."""
+    for col, (cats, of_type) in (model.config.get("levels") or {}).items():
+        if col not in obs.columns:
+            obs[col] = pd.Categorical([of_type.get(str(t)) for t in labels], categories=cats)
+
+
 def decoded_adata(model, z: np.ndarray, labels, obs: pd.DataFrame, *, random_state: int) -> ad.AnnData:
-    """Model-space cells as an AnnData on the model's genes, decoded as :func:`generate` does (``.X``, and
-    ``.layers["counts"]`` when the model decodes counts), with ``obs`` and the dataset's type colours."""
+    """Model-space cells as an AnnData on the model's genes, decoded and laid out as :func:`generate` does (see
+    :func:`layout`), with ``obs`` and the dataset's type colours."""
     out = model.decode(z, labels, random_state=random_state)
-    layers = {"counts": sparse.csr_matrix(out.counts)} if out.counts is not None else {}
-    res = ad.AnnData(out.X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
+    X, layers = layout(model, out)
+    res = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
     colors, col = model.config.get("type_colors") or {}, obs.get(model.groupby)
     if col is not None and hasattr(col, "cat") and all(str(t) in colors for t in col.cat.categories):
         res.uns[f"{model.groupby}_colors"] = [colors[str(t)] for t in col.cat.categories]
     return res
-

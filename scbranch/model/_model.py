@@ -21,6 +21,7 @@ import torch
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
+from .._progress import sampling_bar
 from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
@@ -65,7 +66,7 @@ class BranchedDiffusion:
     random_state
         Seed of the representation, the branch-point test, the network's initialisation and training.
     progress
-        Progress bars.
+        Progress bars (``None``: at scanpy's verbosity >= 1, see ``tl.fit``).
     **options
         Fields of :class:`~scbranch.model.SetupConfig` (how cells are read: ``layer``, ``batch_key``,
         ``min_cells``, …) and :class:`~scbranch.model.ModelConfig` (``representation``, ``n_comps``, ``width``,
@@ -79,7 +80,7 @@ class BranchedDiffusion:
     """
 
     def __init__(self, adata: ad.AnnData, *, groupby: str | None = None, hierarchy=None, random_state: int = 0,
-                 progress: bool = True, **options):
+                 progress: bool | None = None, **options):
         setup, model_options = config_options(options, SetupConfig, ModelConfig, where="model options")
         self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
                                 random_state=random_state, progress=progress)
@@ -116,6 +117,7 @@ class BranchedDiffusion:
         self.history: dict = {}
         self.is_trained = False
         self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
+        self.last_added: dict | None = None  # the report of the last add_cell_type
 
     @property
     def types(self) -> list[str]:
@@ -171,10 +173,22 @@ class BranchedDiffusion:
         }
 
     def __repr__(self) -> str:
+        # three lines whatever the number of types (the whole Newick string was unreadable at 300 types)
+        n_cells = sum((self.config.get("type_counts") or {}).values())
+        cells = f"{n_cells} cells × " if n_cells else ""
+        def group(node) -> str:  # data-tree node names (n3) mean nothing to a reader: name the types
+            leaves = node.leaves()
+            return leaves[0] if len(leaves) == 1 else f"{len(leaves)} types" if len(leaves) > 2 else \
+                " + ".join(leaves)
+
+        kids = self.hierarchy.root.children
+        root = " | ".join(group(c) for c in kids[:4]) + (" | …" if len(kids) > 4 else "")
         return (
-            f"BranchedDiffusion({len(self.types)} types, {len(self.branches)} branches, "
-            f"{self.representation.kind} with {self.representation.n_features} features, "
-            f"trained={self.is_trained})\n  hierarchy: {self.hierarchy.to_newick()}"
+            f"BranchedDiffusion of {len(self.types)} cell types in adata.obs[{self.groupby!r}], "
+            f"{'trained' if self.is_trained else 'not trained'}\n"
+            f"    fitted on {cells}{len(self.var_names)} genes; model space: {self.representation.kind}, "
+            f"{self.representation.n_features} dimensions\n"
+            f"    {len(self.branches)} branches; first split: {root} (model.hierarchy)"
         )
 
     @property
@@ -238,6 +252,8 @@ class BranchedDiffusion:
         """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, counts if any, and
         the cells in model space."""
         X, kind = self._read(adata)
+        if not _chunks.in_memory(X):  # backed: the cells of new types are few; read as sparse, a chunk at a time
+            X = _chunks.to_csr(X)
         info = counts_info(X, kind)  # once: a counts representation reads these counts too
         x = info.counts if self.representation.input == "counts" and info is not None else self._as_input(X, kind)
         batch = self.get_batch(adata)
@@ -278,8 +294,8 @@ class BranchedDiffusion:
         return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
-    def train(self, max_steps: int | None = None, *, progress: bool = True, trainer_kwargs: Mapping | None = None,
-              **train_options) -> dict:
+    def train(self, max_steps: int | None = None, *, progress: bool | None = None,
+              trainer_kwargs: Mapping | None = None, **train_options) -> dict:
         """Train the score network on the cells it was set up on, then the decoder and the type classifier.
 
         Parameters
@@ -319,7 +335,7 @@ class BranchedDiffusion:
         return hist
 
     def train_arrays(self, z: np.ndarray, labels: np.ndarray, *, conditions: np.ndarray | None = None,
-                     max_steps: int, random_state: int = 0, progress: bool = True, **kwargs) -> dict:
+                     max_steps: int, random_state: int = 0, progress: bool | None = None, **kwargs) -> dict:
         """Low level: train the score network on model-space cells ``z`` with string ``labels`` (all in
         ``self.types``) and covariate codes ``conditions`` (n, K); ``kwargs`` go to
         :func:`~scbranch.model._training.train_module`."""
@@ -349,9 +365,10 @@ class BranchedDiffusion:
         resample: bool | None = None,
         condition: Mapping[str, str] | None = None,
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
     ) -> tuple[dict[str, np.ndarray], dict]:
-        """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell-rows).
+        """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell states
+        evaluated: cells × steps).
 
         ``n_cells``: an int for every type, or ``{type or internal node: n}`` (a node's cells are split over its
         types in their training proportions, see :func:`~scbranch.model._requests.plan`).
@@ -386,11 +403,12 @@ class BranchedDiffusion:
         gen = torch.Generator().manual_seed(int(random_state))
         groups = [req] if shared else [{ty: n} for ty, n in req.items()]
         out, stats = {}, {"nfe": 0, "n_evals": 0}
-        with torch_threads():
+        # one bar for all the walks (shared=False walks each type alone), shown only past half a second
+        with torch_threads(), sampling_bar(0, progress) as bar:
             for group in groups:
                 cells, st = sample_tree(eps_model, sample_fn, paths, bounds, group, ts,
                                         sde=self.module.sde, n_features=self.representation.n_features,
-                                        heads=heads, generator=gen, progress=progress, resample=resampler, ess=ess)
+                                        heads=heads, generator=gen, progress=bar, resample=resampler, ess=ess)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
@@ -407,12 +425,15 @@ class BranchedDiffusion:
 
         return generate(self, n_cells, **kwargs)
 
-    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> dict:
+    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> BranchedDiffusion:
         """Add the cell types of ``adata_new`` without the old training data, in one transaction:
-        :func:`scbranch.tl.add_cell_type` (options). Returns the report (placements, trained heads, history)."""
+        :func:`scbranch.tl.add_cell_type` (options). Returns the model (as ``tl.add_cell_type`` does); the report
+        (``placements``: (new type, anchor type, branch time); ``trained_heads``; ``history``; ``latent``: the new
+        cells in model space) is kept in :attr:`last_added`."""
         from ._continual import add_from_adata
 
-        return add_from_adata(self, adata_new, **kwargs)
+        self.last_added = add_from_adata(self, adata_new, **kwargs)
+        return self
 
     @contextmanager
     def transaction(self):

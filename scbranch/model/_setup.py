@@ -159,7 +159,19 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
     }
     if conditions:
         config["conditions"] = conditions
+    if is_levels(hierarchy) and model.branched:  # generate writes each type's coarse labels on synthetic cells
+        config["levels"] = _level_labels(adata.obs.loc[train_mask], [c for c in hierarchy if c != groupby], groupby)
     return Prepared(config, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
+
+
+def _level_labels(obs, columns, groupby) -> dict:
+    """``{coarse column: [its categories, {type: label}]}``: nested levels give every type one label per level."""
+    out = {}
+    for col in columns:
+        pairs = obs[[groupby, col]].astype(str).drop_duplicates()
+        cats = obs[col].cat.categories if isinstance(obs[col].dtype, pd.CategoricalDtype) else pairs[col].unique()
+        out[col] = [[str(c) for c in cats if str(c) in set(pairs[col])], dict(zip(pairs[groupby], pairs[col]))]
+    return out
 
 
 def _conditions(adata, keys, groupby, mask) -> tuple[dict | None, np.ndarray | None]:

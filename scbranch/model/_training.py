@@ -18,10 +18,7 @@ quality of the EMA weights at every check (see :data:`STOP_TOL`).
 from __future__ import annotations
 
 import copy
-import logging
 import time
-import warnings
-from contextlib import contextmanager
 
 import lightning.pytorch as pl
 import numpy as np
@@ -30,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .. import _interrupt
 from .. import _logging as logg
+from .._progress import enabled, quiet_third_party, training_bar
 from ..module import T_EPS, BranchedDiffusionModule
 
 MAX_VAL_CELLS = 4096
@@ -219,7 +217,7 @@ def train_module(
     min_steps: int = MIN_STEPS,
     schedule: str = "constant",
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     params=None,
     accelerator: str = "cpu",
     devices="auto",
@@ -267,15 +265,17 @@ def train_module(
                          seed=int(seeds[2]), schedule=schedule)
     trainer_kwargs = dict(trainer_kwargs or {})
     callbacks = list(trainer_kwargs.pop("callbacks", []))
+    if enabled(progress):  # our bar over the step budget; Lightning's counted epochs ("Epoch 0/-2") on stdout
+        callbacks.append(training_bar())
     if checkpoint_dir is not None:
         monitor = "val_loss" if val_dl is not None else "train_loss"
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=checkpoint_dir, monitor=monitor, save_last=True))
-    with _quiet_lightning():
+    with quiet_third_party():
         trainer = pl.Trainer(
             accelerator=accelerator, devices=devices, strategy=strategy, max_steps=max_steps,
             val_check_interval=min(check_every, max_steps), check_val_every_n_epoch=None,
             limit_val_batches=1 if val_dl is not None else 0, num_sanity_val_steps=0, callbacks=callbacks,
-            enable_progress_bar=progress, enable_checkpointing=checkpoint_dir is not None, logger=False,
+            enable_progress_bar=False, enable_checkpointing=checkpoint_dir is not None, logger=False,
             enable_model_summary=False, gradient_clip_val=1.0, **trainer_kwargs,
         )
         t0 = time.perf_counter()
@@ -299,23 +299,6 @@ def _val_loss(task: DiffusionTask, val_dl) -> float:
     dev = next(task.ema.parameters()).device
     with torch.no_grad():
         return float(task.ema.loss(x.to(dev), y.to(dev), t=t.to(dev), noise=noise.to(dev))[0].mean())
-
-
-@contextmanager
-def _quiet_lightning():
-    """Lightning reports its accelerator, tips and data-loader advice on every fit: noise in a notebook."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*(does not have many workers|IterableDataset|GPU available|LeafSpec"
-                                          "|limit_val_batches|litlogger|in eval mode).*")
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
 
 
 def default_steps(n_cells: int) -> int:

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
+from .._progress import enabled, quiet_third_party, training_bar
 from ._library import Libraries
 from ._protocol import Decoded, DecoderData
 
@@ -75,7 +76,7 @@ class SCVIRepresentation:
     input = "counts"  # what :meth:`fit`/:meth:`transform` read (the PCA representation reads log-normalized)
 
     def __init__(self, n_comps: int = 10, *, max_epochs: int | None = None, scvi_model=None,
-                 progress: bool = False):
+                 progress: bool | None = False):
         self.n_comps, self.max_epochs, self.progress = n_comps, max_epochs, progress
         self.scvi = scvi_model
         self.mean_: np.ndarray | None = None
@@ -119,10 +120,13 @@ class SCVIRepresentation:
                 raise ValueError(msg)
         else:
             adata = _counts_adata(X, self.var_names, batch)
-            with _seeded(random_state):
+            # scVI's own bar and Lightning's lines ("GPU available", "Seed set to") printed even at verbosity 0;
+            # our bar (over scVI's steps) follows scanpy's verbosity like the diffusion model's
+            callbacks = [training_bar("training scVI")] if enabled(self.progress) else []
+            with quiet_third_party(), _seeded(random_state):
                 scvi.model.SCVI.setup_anndata(adata, batch_key="batch" if batch is not None else None)
                 self.scvi = scvi.model.SCVI(adata, n_latent=self.n_comps)
-                self.scvi.train(max_epochs=self.max_epochs, enable_progress_bar=self.progress,
+                self.scvi.train(max_epochs=self.max_epochs, enable_progress_bar=False, callbacks=callbacks,
                                 accelerator="cpu" if not torch.cuda.is_available() else "auto")
         self.n_comps = int(self.scvi.module.n_latent)
         reg = self.scvi.adata_manager.get_state_registry(scvi.REGISTRY_KEYS.BATCH_KEY)
@@ -139,7 +143,9 @@ class SCVIRepresentation:
 
     def _latent_means(self, X, batch) -> np.ndarray:
         adata = _counts_adata(X, self.var_names, batch if self.batches is not None else None, self.setup_args)
-        with _few_cells_ok():  # transforming a handful of cells (e.g. load's one-cell check) is fine
+        # transforming a handful of cells (e.g. load's one-cell check) is fine; scVI's "Input AnnData not setup"
+        # info line is not news here (each call is a new AnnData)
+        with _few_cells_ok(), quiet_third_party():
             return self.scvi.get_latent_representation(adata, give_mean=True).astype(np.float32)
 
     def transform(self, X, *, batch=None) -> np.ndarray:

@@ -8,7 +8,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
@@ -16,6 +15,7 @@ from ..model import BranchedDiffusion
 from ..model._continual import transmute_path
 from ..model._generate import decoded_adata
 from ..sampling import get_sampler
+from ._concat import join
 from ._fit import generate
 
 
@@ -28,7 +28,7 @@ def add_cell_type(
     min_cells: int = 5,
     max_steps: int | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> BranchedDiffusion:
     """Add the cell types of ``adata_new`` to a trained model without its old training data.
@@ -69,8 +69,9 @@ def add_cell_type(
     adata_new, model = _anndata.adata_first(adata_new, model, "add_cell_type")
     _anndata.check_key(key_added)
     start = logg.info(f"adding cell types to the model ({mode})")
-    report = model.add_cell_type(adata_new, groupby=groupby, mode=mode, min_cells=min_cells, max_steps=max_steps,
-                                 random_state=random_state, progress=progress)
+    model.add_cell_type(adata_new, groupby=groupby, mode=mode, min_cells=min_cells, max_steps=max_steps,
+                        random_state=random_state, progress=progress)
+    report = model.last_added
     adata_new.obsm[f"X_{key_added}"] = report["latent"]
     adata_new.uns[key_added] = {
         "hierarchy": model.hierarchy.to_newick(),
@@ -174,18 +175,32 @@ def augment(
     min_cells: int = 300,
     groupby: str | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Real cells plus synthetic cells for every type with fewer than ``min_cells``, up to ``min_cells``.
 
+    Parameters
+    ----------
+    adata
+        The real cells (in memory or backed: read a chunk at a time). Not modified.
+    model
+        A trained model of their types.
+    min_cells
+        Each type's cells after augmentation, at least.
+    groupby
+        The label column of ``adata`` (default: the model's).
+    random_state, progress, key_added
+        Seed; progress bar (``None``: scanpy's verbosity); key prefix.
+
     Returns
     -------
-    A new AnnData (genes: the model's; sparse ``.X``): the real cells' log-normalized expression followed by the
-    synthetic cells; ``.obs``: the real cells' columns (NaN for synthetic cells), ``[groupby]`` in the real
-    category order with its colours, ``[f"{key_added}_synthetic"]`` (bool); ``.obsm``: the real cells'
-    embeddings (NaN rows for synthetic cells) and ``[f"X_{key_added}"]`` (model space for all);
-    ``.uns[key_added]["augment"]``: ``min_cells`` and the table ``added`` (cell_type, n_added).
+    A new AnnData, :func:`~scbranch.tl.concat_real_synthetic` of the real cells and the synthetic ones (same genes, one
+    scale: ``.X`` holds what the model was fitted on, counts or log-normalized):
+    ``.obs[f"{key_added}_synthetic"]`` (bool), ``.obs[groupby]`` in the real category order with its colours,
+    the real cells' other columns (NaN on synthetic cells); ``.obsm[f"X_{key_added}"]`` (model space, all
+    cells) — the real cells' other embeddings are left out rather than given NaN rows (compute them on all
+    cells); ``.uns[key_added]["augment"]``: ``min_cells`` and the table ``added`` (cell_type, n_added).
     """
     adata, model = _anndata.adata_first(adata, model, "augment")
     groupby = groupby or model.groupby
@@ -199,31 +214,15 @@ def augment(
         msg = f"types below min_cells that the model cannot generate: {unknown}; add them with add_cell_type"
         raise ValueError(msg)
     need = {t: int(min_cells - counts.get(t, 0)) for t in model.types if counts.get(t, 0) < min_cells}
-    x_real, z_real = model.get_lognorm(adata), model.get_latent(adata)
-    obs = adata.obs.copy()  # the real cells keep their annotations (synthetic cells get NaN there)
-    obs[groupby], obs[f"{key_added}_synthetic"] = labels.to_numpy(), False
-    real = ad.AnnData(sparse.csr_matrix(x_real),  # sparse, as the synthetic cells are
-                      obs=obs, var=pd.DataFrame(index=model.var_names))
-    embeddings = {k: np.asarray(v) for k, v in adata.obsm.items()
-                  if isinstance(v, np.ndarray) and v.ndim == 2 and k != f"X_{key_added}"}
-    real.obsm.update(embeddings)  # e.g. X_umap, X_pca: kept for the real cells, NaN rows for synthetic ones
-    real.obsm[f"X_{key_added}"] = z_real
-    parts = [real]
+    start = logg.info(f"augmenting {len(need)} types to {min_cells} cells")
+    syn = None  # nothing to add: the real cells alone, laid out the same way
     if need:
         syn = generate(model, need, random_state=random_state, progress=progress, key_added=key_added)
-        syn.obs[groupby] = syn.obs[groupby].astype(str)
-        for k, v in embeddings.items():
-            syn.obsm[k] = np.full((syn.n_obs, v.shape[1]), np.nan, dtype=np.float32)
-        parts.append(syn)
-    out = ad.concat(parts, join="outer", merge="first")
-    present = list(dict.fromkeys(out.obs[groupby]))
-    real = _anndata.type_order_and_colors(adata, groupby, present)  # the real categories' order and colours
-    order = [t for t in dict.fromkeys(real["type_order"] + model.type_order + present) if t in set(present)]
-    out.obs[groupby] = pd.Categorical(out.obs[groupby], categories=order)
-    colors = real.get("type_colors", {})
-    if all(t in colors for t in order):
-        out.uns[f"{groupby}_colors"] = [colors[t] for t in order]
+        if groupby != model.groupby:
+            syn.obs[groupby] = syn.obs[model.groupby]
+    out = join(adata, syn, model, groupby=groupby, key_added=key_added)
     out.uns[key_added] = {"augment": {"min_cells": min_cells,  # a table: type names may hold "/" (h5ad keys)
                                       "added": pd.DataFrame({"cell_type": list(need), "n_added": list(need.values())})}}
-    logg.info(f"augmented {len(need)} types with {sum(need.values())} synthetic cells")
+    logg.info("    finished", time=start, deep=f"added {sum(need.values())} synthetic cells; "
+                                              f".obs[{key_added + '_synthetic'!r}], .uns[{key_added!r}]['augment']")
     return out

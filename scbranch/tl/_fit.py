@@ -11,6 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .. import __version__ as scbranch_version
 from .. import _anndata
 from .. import _logging as logg
 from ..hierarchy import Hierarchy
@@ -51,7 +52,7 @@ def fit(
     sharing: float = DEFAULT_SHARING,
     max_steps: int | None = None,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
     model_kwargs: Mapping | None = None,
     train_kwargs: Mapping | None = None,
@@ -68,7 +69,8 @@ def fit(
     groupby
         Column of ``adata.obs`` with the cell type labels. ``None``: the first of the usual names found
         (:data:`scbranch._anndata.LABEL_COLUMNS`: ``cell_type``, ``celltype``, ``cell_types``, ``CellType``,
-        ``labels``, ``bulk_labels``, …), logged; with CELLxGENE's ``cell_type``, its
+        ``labels``, ``bulk_labels``, …), named in a warning; a clustering column (``louvain``, ``leiden``) is never
+        taken silently. With CELLxGENE's ``cell_type``, its
         ``cell_type_ontology_term_id`` becomes the default ``ontology_key``.
     hierarchy
         ``None``/``"data"``: topology and branch times from the data. A Newick string/file, nested dict,
@@ -96,19 +98,18 @@ def fit(
         that ``generate(condition={"donor": "D2"})`` may give some covariates and marginalize the others;
         :func:`~scbranch.tl.transfer` maps cells to another condition.
     sharing
-        How much of the reverse trajectory types share, in [0, 1]: branch points are placed where a two-sample
-        test on ``200 ** (1 - sharing)`` cells per type stops telling the noised types apart (0: 200 cells, the
-        earliest split in the reverse process; 1: single cells, the latest split and most shared steps). The
-        topology always comes from the 200-cell test; no branch point lies below t = 0.05, so every type keeps
-        the last steps of the reverse process to itself. Default 0.5, measured in ``benchmarks/sharing.py``
-        (3 seeds; cell-evaluations for all types relative to flat / held-out per-type MMD / train-on-synthetic
-        accuracy, with ``generate``'s default ``resample``): 16 simulated types: flat 1.00 / 0.013 / 0.50;
-        sharing 0.5: 0.37 / 0.014 / 0.52; 0.7: 0.32 / 0.015 / 0.52; 1: 0.54 / 0.021 / 0.50. pbmc68k: flat 1.00 /
-        0.056 / 0.78; 0.5: 0.71 / 0.054 / 0.77; 0.7: 0.74 / 0.090 / 0.80; 1: 0.87 / 0.051 / 0.79. With
-        resampling, quality stays near flat's over the whole range and the cost is lowest around 0.5–0.7 (later
-        splits need more rows to hand each type distinct ones); 0.5 is the cheaper of the two on pbmc68k. Without
-        resampling (``generate(resample=False)``) late splits are cheaper but lose quality: 0.5 gives 0.27 / 0.022
-        / 0.44 and 1 gives 0.13 / 0.161 / 0.30 on 16 types.
+        How much of the reverse trajectory types share, in [0, 1]: branch points are placed where a two-sample test on
+        ``200 ** (1 - sharing)`` cells per type stops telling the noised types apart (0: 200 cells, the earliest split
+        in the reverse process; 1: single cells, the latest split and most shared steps). The topology always comes from
+        the 200-cell test; no branch point lies below t = 0.05, so every type keeps the last steps of the reverse
+        process to itself. Default 0.5, measured in ``benchmarks/sharing.py`` (3 seeds; cell states the network
+        evaluated for all types relative to flat / held-out per-type MMD / train-on-synthetic accuracy, with
+        ``generate``'s default ``resample``): 16 simulated types: flat 1.00 / 0.013 / 0.50; sharing 0.5: 0.37 / 0.014 /
+        0.52; 0.7: 0.32 / 0.015 / 0.52; 1: 0.54 / 0.021 / 0.50. pbmc68k: flat 1.00 / 0.056 / 0.78; 0.5: 0.71 / 0.054 /
+        0.77; 0.7: 0.74 / 0.090 / 0.80; 1: 0.87 / 0.051 / 0.79. With resampling, quality stays near flat's over the
+        whole range and the cost is lowest around 0.5–0.7 (later splits need more rows to hand each type distinct ones);
+        0.5 is the cheaper of the two on pbmc68k. Without resampling (``generate(resample=False)``) late splits are
+        cheaper but lose quality: 0.5 gives 0.27 / 0.022 / 0.44 and 1 gives 0.13 / 0.161 / 0.30 on 16 types.
     max_steps
         The most training steps; by default chosen by data size (:func:`default_steps`). Training stops early
         when the validation loss stops improving.
@@ -134,7 +135,8 @@ def fit(
     random_state
         Seed for the split, the network's initialisation and the training noise.
     progress
-        Progress bars for training (and scVI).
+        A progress bar over the training steps (and scVI's). ``None``: follow scanpy, a bar at
+        ``sc.settings.verbosity >= 1`` (its default) and nothing at all printed at 0.
     key_added
         Prefix of the keys written.
 
@@ -181,7 +183,9 @@ def fit(
             **to_params(model.setup_options), **to_params(model.model_options), **to_params(model.train_options),
             **{k: c[k] for k in ("groupby", "input_kind", "n_comps", "random_state")},
             "hierarchy_source": p.source,
-            "versions": {p: importlib.metadata.version(p) for p in ("scbranch", "torch", "anndata", "scvi-tools")},
+            # scbranch's own from the code that ran (an editable install's metadata can lag behind it)
+            "versions": {"scbranch": scbranch_version,
+                         **{p: importlib.metadata.version(p) for p in ("torch", "anndata", "scvi-tools")}},
         }),
         "training": {k: v if isinstance(v, str) else np.asarray(v) for k, v in hist.items()},
     }

@@ -32,7 +32,7 @@ def impute(
     n_steps: int = 100,
     guidance: float = 1.0,
     random_state: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Complete cells measured on a subset of the model's genes, by posterior sampling with the branched
