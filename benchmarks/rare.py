@@ -244,10 +244,8 @@ def main():
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rare.json")
-    parser.add_argument("--size-aware", action="store_true", help="separation test capped at the types' sizes")
     parser.add_argument("--report", action="store_true", help="print the tables and figure of --out, run nothing")
     args = parser.parse_args()
-    sb.hierarchy._data.SIZE_AWARE = args.size_aware
     if args.report:
         return report(json.loads(args.out.read_text()), args.out)
     quiet_logs()

@@ -252,7 +252,8 @@ def adata_first(a, b, fn: str):
         warnings.warn(f"pass the AnnData first: sb.tl.{fn}(adata, model, ...); the model-first order is deprecated",
                       FutureWarning, stacklevel=3)
         return b, a
-    if not isinstance(a, ad.AnnData):
-        msg = f"sb.tl.{fn} takes an AnnData first, then the model; got {type(a).__name__}, {type(b).__name__}"
+    if not isinstance(a, ad.AnnData) or isinstance(b, ad.AnnData):
+        msg = (f"sb.tl.{fn} takes an AnnData first, then the model (from sb.tl.fit or BranchedDiffusion.load); got "
+               f"{type(a).__name__}, {type(b).__name__}")
         raise TypeError(msg)
     return a, b

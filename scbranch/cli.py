@@ -121,6 +121,10 @@ def _fit(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         msg = f"{out} exists and is not empty; pass --overwrite to replace it (checked before training)"
         raise FileExistsError(msg)
+    if args.overwrite:  # only a model folder is replaced: any other is refused now, not after training
+        from .model._io import check_target
+
+        check_target(out, overwrite=True)
     adata = _read(args.data, backed=args.backed)
     model = tl.fit(adata, groupby=args.groupby, hierarchy=_hierarchy(args.hierarchy, adata), layer=args.layer,
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,

@@ -22,7 +22,9 @@ beside its subtypes: its cells are the node's "unspecified" members.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import cache
 
@@ -62,16 +64,31 @@ def read_ontology(path: str) -> dict:
     Only ``is_a`` relations make the tree, as for CL."""
     import pronto
 
-    onto = pronto.Ontology(str(path))
-    parents = {t.id: sorted(p.id for p in t.superclasses(distance=1, with_self=False)) for t in onto.terms()}
+    if not os.path.isfile(path):
+        msg = f"ontology file {str(path)!r} not found"
+        raise FileNotFoundError(msg)
+    try:  # pronto/fastobo/rdflib errors name neither the file nor what to do
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pronto's notes on unknown OBO headers
+            onto = pronto.Ontology(str(path))
+            terms = list(onto.terms())
+            parents = {t.id: sorted(p.id for p in t.superclasses(distance=1, with_self=False)) for t in terms}
+    except Exception as err:
+        msg = (f"could not read the ontology file {str(path)!r} ({type(err).__name__}: {err}); it must be a valid "
+               "OBO, OWL or OBO-Graphs JSON file")
+        raise ValueError(msg) from err
     out = {}
-    for t in onto.terms():
+    for t in terms:
         dist, frontier = {}, list(parents[t.id])
         d = 1
         while frontier:  # breadth first: each ancestor at its shortest distance
             nxt = []
             for a in frontier:
-                if a not in dist and a != t.id:
+                if a == t.id:  # the term is its own ancestor: no tree can be drawn from these links
+                    msg = (f"the is_a links of the ontology file {str(path)!r} form a cycle through {t.id} "
+                           f"({t.name or t.id}); an ontology's is_a links must not loop")
+                    raise ValueError(msg)
+                if a not in dist:
                     dist[a] = d
                     nxt += parents.get(a, [])
             frontier, d = nxt, d + 1
@@ -154,6 +171,8 @@ def map_labels(labels: Sequence[str], *, ids: Mapping[str, str] | None = None,
         term = (mapping or {}).get(lab) or (ids or {}).get(lab)
         if term is None and (CL_ID if is_cl else TERM_ID).match(lab) and lab in onto:
             term = lab
+        if term is None and lab in exact:
+            _check_unique_label(lab, onto)
         term = term or exact.get(lab) or syn.get(lab) or known.get(lab) or norm.get(normalize(lab))
         if term is None:
             failed.append(lab)
@@ -168,6 +187,15 @@ def map_labels(labels: Sequence[str], *, ids: Mapping[str, str] | None = None,
                "or an ontology_key column:\n" + "\n".join(lines))
         raise ValueError(msg)
     return out
+
+
+def _check_unique_label(lab: str, onto: dict) -> None:
+    """A label that is the name of two current terms: which one is meant only the user knows."""
+    terms = sorted(t for t, info in onto.items() if info["label"] == lab and not info.get("deprecated"))
+    if len(terms) > 1:
+        msg = (f"the label {lab!r} is the name of {len(terms)} ontology terms {terms}; choose one with "
+               f"ontology_mapping={{{lab!r}: term id}} (or an ontology_key column)")
+        raise ValueError(msg)
 
 
 def ontology_hierarchy(term_of: Mapping[str, str], onto: dict | None = None) -> Hierarchy:

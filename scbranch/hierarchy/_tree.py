@@ -162,6 +162,9 @@ class Hierarchy:
         if os.path.exists(text):
             with open(text) as fh:
                 text = fh.read().strip()
+        elif "(" not in text:  # a Newick tree of several types has parentheses: this was meant as a file name
+            msg = f"hierarchy {text!r} is neither a Newick string nor an existing file: file not found"
+            raise FileNotFoundError(msg)
         try:
             tree = ete3.Tree(text, format=1, quoted_node_names=True)
         except Exception as err:  # ete3 raises its own NewickError; re-raise with the input for context
@@ -262,6 +265,14 @@ class Hierarchy:
                     raise ValueError(msg)
                 parent_of[c] = p
                 nodes.setdefault(p, Node(p))
+        for start in parent_of:  # a loop of parents would leave its nodes out of the tree without a word
+            seen, node = {start}, start
+            while node in parent_of:
+                node = parent_of[node]
+                if node in seen:
+                    msg = f"the table's parent links form a cycle through {node!r}; a hierarchy must be a tree"
+                    raise ValueError(msg)
+                seen.add(node)
         for c, p in parent_of.items():
             nodes[p].children.append(nodes[c])
         roots = [n for name, n in nodes.items() if name not in parent_of]

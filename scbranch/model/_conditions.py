@@ -1,7 +1,8 @@
 """Covariates (``condition_keys``): from ``{key: value}`` to the codes the network takes, and a conditioned ε model.
 
 The network learns each covariate with a "not given" code (condition dropout at training), so a condition may
-name some keys and leave the others out: those are marginalized, as is everything with ``condition=None``.
+name some keys and leave the others out (or give them as ``None``): those are marginalized, as is everything
+with ``condition=None``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ def condition_codes(model, condition: Mapping[str, str] | None) -> torch.Tensor 
             raise ValueError(msg)
         return None
     keys, cats = spec["keys"], spec["categories"]
-    condition = dict(condition or {})
+    if condition is not None and not isinstance(condition, Mapping):
+        msg = f"condition must be a {{covariate: value}} mapping, got {condition!r}"
+        raise TypeError(msg)
+    condition = {k: v for k, v in (condition or {}).items() if v is not None}  # None: marginalized, as left out
     unknown = sorted(set(condition) - set(keys))
     if unknown:
         msg = f"unknown condition keys {unknown}; the model is conditioned on {keys}"

@@ -35,12 +35,13 @@ class SetupConfig:
     batch_key
         ``adata.obs`` column of batches (``representation="scvi"`` only).
     min_cells, drop_small
-        Types with fewer cells are an error, or are dropped with a warning if ``drop_small``.
+        Types with fewer cells (``min_cells`` >= 2) are an error, or are dropped with a warning if ``drop_small``.
     ontology_key, ontology_mapping
         With ``hierarchy="cl"``: an ``adata.obs`` column of Cell Ontology IDs per cell, or ``{label: CL id}``.
     condition_keys
         Categorical ``adata.obs`` columns (donor, batch, condition) the score functions are conditioned on as
-        well; each is left out of 15 % of training rows, so generation may give it or not (marginal).
+        well; each is left out of 15 % of training rows, so generation may give it or not (marginal). A float
+        column with more than 20 distinct values is refused: bin it first (``pd.cut``).
     """
 
     layer: str | None = None
@@ -60,7 +61,11 @@ class SetupConfig:
             msg = f"condition_keys must be a list of distinct obs column names, got {keys!r}"
             raise ValueError(msg)
         _choice("input_kind", self.input_kind, ("auto", "counts", "lognorm"))
-        _anndata.check_count(self.min_cells, what="min_cells")
+        if self.min_cells == 1:  # NaN-prone: one cell has no spread to learn or validate on
+            msg = ("min_cells must be at least 2: a type of one cell has no spread for the model to learn (its "
+                   "covariance, the branch-point test and the validation split need two or more); got 1")
+            raise ValueError(msg)
+        _anndata.check_count(self.min_cells, what="min_cells", minimum=2)
 
 
 @dataclass(frozen=True)

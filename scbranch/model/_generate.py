@@ -138,6 +138,8 @@ def generate(
         obs[f"{key_added}_node"] = pd.Categorical(np.concatenate([[a] * n for a, _, n in asked.rows]),
                                                   categories=requests)
     for key, value in (condition or {}).items():  # the covariates the cells were generated under
+        if value is None:  # marginalized: no value to record
+            continue
         cats = model.config["conditions"]["categories"][model.config["conditions"]["keys"].index(key)]
         obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
     levels_of(model, labels, obs)  # coarse annotation levels of a nested hierarchy, for the new cells too

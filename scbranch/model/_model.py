@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -25,8 +26,10 @@ from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..module._network import upgrade_state_dict
+from ..module._shapes import check_shapes
 from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
 from ._config import ModelConfig, SetupConfig, TrainConfig
 from ._config import options as config_options
@@ -88,22 +91,29 @@ class BranchedDiffusion:
         self.train_options = None
 
     @classmethod
-    def from_parts(cls, config: dict, representation, hierarchy: Hierarchy) -> BranchedDiffusion:
+    def from_parts(cls, config: dict, representation, hierarchy: Hierarchy, *,
+                   weights: Mapping | None = None) -> BranchedDiffusion:
         """Low level: a model from its config, a fitted representation and a timed hierarchy, with no training
-        data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`)."""
+        data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`).
+        ``weights``: the score network's state dict, loaded after checking that it fits the config."""
         model = cls.__new__(cls)
-        model._build(config, representation, hierarchy)
+        model._build(config, representation, hierarchy, weights=weights)
         model.prepared, model.setup_options, model.model_options, model.train_options = None, None, None, None
         return model
 
-    def _build(self, config: dict, representation, hierarchy: Hierarchy) -> None:
+    def _build(self, config: dict, representation, hierarchy: Hierarchy, *, weights: Mapping | None = None) -> None:
         self.config = plain(config)  # plain JSON values by construction: a numpy scalar option cannot break save
         self.representation = representation
         self.hierarchy = hierarchy
         self._set_branches()
+        module_config = self._module_config()
+        if weights is not None:  # shapes first, on the meta device: a config asking for 100 GB allocates nothing
+            check_shapes(lambda: make_module(module_config), weights, "the score network")
         with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
             torch.manual_seed(int(config.get("random_state", 0)))
-            self.module = make_module(self._module_config())
+            self.module = make_module(module_config)
+        if weights is not None:
+            self.module.load_state_dict(weights)
         self.history: dict = {}
         self.is_trained = False
         self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
@@ -404,7 +414,8 @@ class BranchedDiffusion:
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
                      nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
                      resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
-                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items()}, ensure_ascii=False),
+                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
+                                         ensure_ascii=False),
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
@@ -443,7 +454,12 @@ class BranchedDiffusion:
     # ---- save / load ----------------------------------------------------------------------------------------
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the model directory (``model.pt``: tensors only; ``config.json``; ``manifest.json`` with their
-        sha256) atomically: a failed save leaves the previous model at ``dir_path``, or nothing."""
+        sha256): staged beside ``dir_path`` and renamed into place, so a failed save leaves the previous model.
+
+        ``overwrite=True`` replaces only a folder that is exactly a model (its manifest lists its files and it
+        holds nothing else); any other non-empty folder is a ``FileExistsError`` listing what would be deleted. A
+        symlink at ``dir_path`` is written through. A save killed midway is mended by the next save or
+        :meth:`load` (see ``scbranch.model._staging``)."""
         tensors = {"module": self.module.state_dict(), "representation": self.representation.state_dict()}
         if self.classifier is not None:
             tensors["classifier"] = self.classifier.state_dict()
@@ -454,19 +470,27 @@ class BranchedDiffusion:
 
     @classmethod
     def load(cls, dir_path: str | os.PathLike, adata: ad.AnnData | None = None) -> BranchedDiffusion:
-        """Load a saved model (checked against its manifest; nothing in it is unpickled); with ``adata``, check
-        that it holds the model's genes."""
+        """Load a saved model; with ``adata``, check that it holds the model's genes.
+
+        Nothing in the folder is trusted: its files must be regular files (no symlinks, pipes or devices) within
+        size caps (``manifest.json`` 1 MiB, ``config.json`` 256 MiB, ``model.pt`` 16 GiB), match the manifest's
+        sha256, hold tensors only (nothing is unpickled) and a config whose numbers are in range and whose
+        networks fit the saved weights, all checked before anything is allocated. A model a killed save left
+        beside a missing ``dir_path`` is put back, with a warning."""
         state, meta = load_dir(dir_path)
         try:
+            config_file = Path(dir_path) / "config.json"
+            check_meta(meta, config_file)  # every number in range before anything is built from it
+            check_genes(meta, state["representation"], config_file)
             rep = REPRESENTATIONS[meta["representation"]].from_state_dict(state["representation"],
                                                                            meta=meta.get("representation_meta", {}))
-            model = cls.from_parts(meta["config"], rep, Hierarchy.from_table(pd.DataFrame(meta["hierarchy"])))
-            if sorted(model.types) != sorted(model.hierarchy.leaves):
-                msg = f"the types {model.types} are not the hierarchy's leaves {model.hierarchy.leaves}"
+            hierarchy = Hierarchy.from_table(pd.DataFrame(meta["hierarchy"]))
+            if sorted(meta["config"]["types"]) != sorted(hierarchy.leaves):
+                msg = f"the types {meta['config']['types']} are not the hierarchy's leaves {hierarchy.leaves}"
                 raise ValueError(msg)
-            model.module.load_state_dict(upgrade_state_dict(state["module"]))
+            model = cls.from_parts(meta["config"], rep, hierarchy, weights=upgrade_state_dict(state["module"]))
             load_type_classifier(model, state.get("classifier"))
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError, RecursionError) as err:
             msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"
             raise ValueError(msg) from err
         model.module.eval()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
+from .._interrupt import interruptible
 from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info, recover_counts
 
 
@@ -77,7 +78,8 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         x_in = (_anndata.to_lognorm(X, kind) if rep.input == "lognorm"
                 else X if recovered is None else recovered.counts)
         bt = batch[train_mask] if batch is not None else None
-        rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
+        with interruptible():  # scVI trains on Lightning: Ctrl-C must stay a KeyboardInterrupt
+            rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)
         x_rows, x_dec = X[rows], x_in[rows]
     info = recovered.take(rows) if recovered is not None else counts_info(x_rows, kind)

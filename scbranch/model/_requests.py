@@ -62,6 +62,10 @@ def _weights(model, node: str, leaves: list[str], proportions: Mapping | None) -
 def plan(model, n_cells: int | Mapping[str, int], *, proportions: Mapping | None = None,
          random_state: int = 0) -> Plan:
     """Resolve ``n_cells`` (an int for every type, or ``{type or node: n}``) against the model's hierarchy."""
+    if proportions is not None and not isinstance(proportions, Mapping):  # a string would be read letter by letter
+        msg = (f"proportions must be a {{type: weight}} mapping, got {proportions!r}; for equal shares pass "
+               "proportions=dict.fromkeys(types, 1)")
+        raise TypeError(msg)
     req = _counts(n_cells, model.types)
     nodes = {n.name: n for n in model.hierarchy.internal_nodes}
     unknown = sorted(set(req) - set(model.types) - set(nodes))

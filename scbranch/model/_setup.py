@@ -27,6 +27,7 @@ from ._config import ModelConfig, SetupConfig
 from ._represent import represent
 
 ONTOLOGY_CHOICES = ("cl", "ontology", "ontology+data")
+MAX_FLOAT_LEVELS = 20  # a float condition column with more distinct values is continuous: refused (bin it)
 
 
 @dataclass
@@ -80,6 +81,10 @@ def _given_tree(adata, groupby, hierarchy, types, mask, setup: SetupConfig) -> H
     if is_levels(hierarchy):  # nested annotation columns; the cell-type column is the finest level
         columns = [*hierarchy, groupby] if hierarchy[-1] != groupby else list(hierarchy)
         tree = from_obs_columns(adata.obs.loc[mask], columns)
+    elif (isinstance(hierarchy, str) and hierarchy.lower().endswith(ontology.ONTOLOGY_SUFFIXES)
+          and not Path(hierarchy).is_file()):  # not a Newick string to be parsed
+        msg = f"ontology file {hierarchy!r} not found"
+        raise FileNotFoundError(msg)
     elif is_ontology(hierarchy):  # the Cell Ontology (offline) or an ontology file
         onto = None if hierarchy.lower() in ONTOLOGY_CHOICES else ontology.read_ontology(hierarchy)
         ids = _anndata.label_ids(adata, groupby, setup.ontology_key) if setup.ontology_key else None
@@ -121,12 +126,12 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
     tree = _given_tree(adata, groupby, hierarchy, types, train_mask, setup)
     source = ("data" if tree is None else "levels" if is_levels(hierarchy) else "given" if not is_ontology(hierarchy)
               else "cl" if hierarchy.lower() in ONTOLOGY_CHOICES else "ontology file")
+    conditions, c = _conditions(adata, setup.condition_keys or [], groupby, train_mask)  # checked before the fit
     r = represent(adata, labels, train_mask, representation=model.representation, layer=setup.layer,
                   use_raw=setup.use_raw, input_kind=setup.input_kind, n_comps=model.n_comps,
                   batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
                   random_state=random_state, progress=progress)
     z, y = r.z_all[train_mask], labels.to_numpy()[train_mask]
-    conditions, c = _conditions(adata, setup.condition_keys or [], groupby, train_mask)
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
     t0 = logg.info("    placing branch points in diffusion time")
@@ -178,6 +183,12 @@ def _conditions(adata, keys, groupby, mask) -> tuple[dict | None, np.ndarray | N
         raise ValueError(msg)
     cats, codes = [], []
     for key in keys:
+        col = adata.obs.get(key)
+        if col is not None and pd.api.types.is_float_dtype(col) and col[mask].nunique() > MAX_FLOAT_LEVELS:
+            # each distinct number would become a category of its own (a continuous column: hundreds)
+            msg = (f"condition_keys column {key!r} holds {col[mask].nunique()} distinct numbers; covariates are "
+                   f"categories: bin it first, e.g. adata.obs['{key}_bin'] = pd.cut(adata.obs[{key!r}], 5)")
+            raise ValueError(msg)
         values = _anndata.check_obs_column(adata, key, what="condition_keys")[mask]
         col = adata.obs[key]
         order = [str(v) for v in col.cat.categories] if hasattr(col, "cat") else sorted(set(values))

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from .. import _interrupt
 from .. import _logging as logg
 from .._progress import enabled, quiet_third_party, training_bar
 from ..module import T_EPS, BranchedDiffusionModule
@@ -278,7 +279,8 @@ def train_module(
             enable_model_summary=False, gradient_clip_val=1.0, **trainer_kwargs,
         )
         t0 = time.perf_counter()
-        trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
+        with _interrupt.interruptible():  # Ctrl-C: a KeyboardInterrupt, not Lightning's sys.exit(1)
+            trainer.fit(task, train_dataloaders=train_dl, val_dataloaders=val_dl)
         seconds = time.perf_counter() - t0
     if task.run_n:  # the steps after the last check (max_steps not a multiple of check_every)
         task.check(np.nan if val_dl is None else _val_loss(task, val_dl))

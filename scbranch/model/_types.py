@@ -13,6 +13,7 @@ import torch
 
 from ..module import T_EPS
 from ..module._classifier import NoisyTypeClassifier, mixture_weights, train_classifier
+from ..module._shapes import check_shapes
 
 CLASSIFIER_STEPS = 1000
 
@@ -42,7 +43,9 @@ def load_type_classifier(model, state: dict | None) -> None:
     if not spec or state is None:
         model.classifier = None
         return
-    net = NoisyTypeClassifier(model.representation.n_features, len(spec["types"]))
+    n_features, n_types = model.representation.n_features, len(spec["types"])
+    check_shapes(lambda: NoisyTypeClassifier(n_features, n_types), state, "the type classifier")
+    net = NoisyTypeClassifier(n_features, n_types)
     net.load_state_dict(state)
     model.classifier = net.eval()
 

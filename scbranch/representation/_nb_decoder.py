@@ -26,6 +26,8 @@ import torch
 from scipy import sparse
 from torch import nn
 
+from ..module._shapes import check_shapes
+
 HIDDEN = 512  # older saved models used 128 (no "hidden" in their meta): rebuilt as they were
 BATCH, LR = 128, 3e-3
 # Cell by cell, an under-fitted mean is what kept decoded cells off the real ones: decode(encode(real cells)) on
@@ -178,9 +180,12 @@ class NBDecoder:
     def from_state(cls, state: dict[str, torch.Tensor], meta: dict) -> NBDecoder:
         dec = cls(meta["n_features"], meta["n_genes"])
         dec.type_names = list(meta["type_names"])
+        weights = {k[3:]: v for k, v in state.items() if k.startswith("nb.")}
+        shape = (dec.n_features, dec.n_genes, len(dec.type_names), meta.get("hidden", 128))
+        check_shapes(lambda: _Net(*shape), weights, "the count decoder")  # before allocating it
         with torch.random.fork_rng():  # the init is overwritten below: leave the user's RNG as it was
-            dec.net = _Net(dec.n_features, dec.n_genes, len(dec.type_names), meta.get("hidden", 128))
-        dec.net.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("nb.")})
+            dec.net = _Net(*shape)
+        dec.net.load_state_dict(weights)
         return dec
 
 

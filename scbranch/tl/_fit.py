@@ -31,7 +31,10 @@ def _legacy(kwargs: dict, model_kwargs, train_kwargs) -> tuple[dict, dict]:
         msg = f"fit() got unexpected keyword arguments {sorted(rest)}"
         raise TypeError(msg)
     for key in kwargs:
-        where = "model_kwargs" if key in model else "train_kwargs"
+        where, given = ("model_kwargs", model_kwargs) if key in model else ("train_kwargs", train_kwargs)
+        if key in (given or {}):  # which one was meant? neither silently wins
+            msg = f"fit() got {key}= and {where}[{key!r}]; pass it once, in {where}"
+            raise TypeError(msg)
         warnings.warn(f"fit({key}=...) is deprecated: pass {where}={{{key!r}: ...}}", FutureWarning, stacklevel=3)
     return {**dict(model_kwargs or {}), **model}, {**dict(train_kwargs or {}), **train}
 
