@@ -55,6 +55,9 @@ def synthetic_vs_real(
     Both panels share axes and colors (the dataset's ``.uns[f"{groupby}_colors"]`` when it has them), so a
     type's synthetic cloud sits where its real cloud does. Returns the two Axes (the Figure with ``return_fig``).
     """
+    import scanpy as sc
+    from matplotlib.colors import to_hex
+
     groupby = _groupby(groupby, key, syn, adata)
     obsm_key = f"X_{key}" if basis is None else (basis if basis.startswith("X_") else f"X_{basis}")
     label = "scbranch" if basis is None else obsm_key[2:].upper()
@@ -73,14 +76,18 @@ def synthetic_vs_real(
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharex=True, sharey=True)
     i, j = components
     for ax, a, title in ((axes[0], adata, "real"), (axes[1], syn, "synthetic")):
-        z, lab = np.asarray(a.obsm[obsm_key]), a.obs[groupby].astype(str).to_numpy()
-        for t in types:
-            m = lab == t
-            if m.any():
-                ax.scatter(z[m, i], z[m, j], s=6, alpha=0.7, color=colors[t], label=t, rasterized=True)
-        ax.set_title(f"{title} cells ({a.n_obs})")
+        # drawn by scanpy's embedding plot, one panel per origin on shared axes and one shared palette
+        part = ad.AnnData(obs=pd.DataFrame({groupby: pd.Categorical(a.obs[groupby].astype(str), categories=types)},
+                                           index=pd.RangeIndex(a.n_obs).astype(str)))
+        part.obsm["X_panel"] = np.asarray(a.obsm[obsm_key])[:, [i, j]]
+        part.uns[f"{groupby}_colors"] = [to_hex(colors[t]) for t in types]
+        sc.pl.embedding(part, basis="X_panel", color=groupby, ax=ax, show=False, legend_loc="none", size=30,
+                        frameon=True, title=f"{title} cells ({a.n_obs})")
         ax.set_xlabel(f"{label} {i + 1}")
+        ax.set_ylabel("")
         ax.spines[["top", "right"]].set_visible(False)
+        for t in types:  # legend handles (scanpy's own legend is per panel; one for both is shared below)
+            ax.scatter([], [], s=12, color=colors[t], label=t)
     axes[0].set_ylabel(f"{label} {j + 1}")
     handles, names = axes[0].get_legend_handles_labels()  # one legend for both panels (colours are shared)
     seen = dict(zip(names, handles))
