@@ -83,15 +83,31 @@ def check_expression(X, *, expected: InputKind | Literal["auto"] = "auto", where
     return kind
 
 
-def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
-    """Dense float32 log-normalized expression (counts are library-size normalized to ``target_sum``)."""
-    X = X.toarray() if sparse.issparse(X) else np.asarray(X)
-    X = X.astype(np.float32, copy=True)
+def lognorm(X, kind: InputKind, target_sum: float = 1e4):
+    """Float32 log-normalized expression, sparse (CSR) for sparse input and dense for dense input: counts are
+    library-size normalized to ``target_sum``; log-normalized input is only cast. On CSR only the stored values
+    change (``log1p(0) = 0``), so memory follows the non-zeros: no cells × genes array is made."""
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X, dtype=np.float32, copy=True)
+        if kind == "counts":
+            lib = np.asarray(X.sum(1), dtype=np.float32).ravel()
+            lib[lib == 0] = 1
+            X.data /= np.repeat(lib, np.diff(X.indptr))  # the dense path's order of operations: same floats
+            X.data *= np.float32(target_sum)
+            np.log1p(X.data, out=X.data)
+        return X
+    X = np.asarray(X).astype(np.float32, copy=True)
     if kind == "counts":
         lib = X.sum(1, keepdims=True)
         lib[lib == 0] = 1
         X = np.log1p(X / lib * target_sum)
     return X
+
+
+def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
+    """Dense float32 log-normalized expression (see :func:`lognorm`; for small matrices and plots only)."""
+    X = lognorm(X, kind, target_sum)
+    return X.toarray() if sparse.issparse(X) else X
 
 
 def to_counts(X, kind: InputKind):

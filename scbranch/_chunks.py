@@ -1,7 +1,9 @@
-"""Reading expression in row chunks, so backed (on-disk) and very large AnnData never become one dense matrix.
+"""Reading expression in row blocks, so no AnnData (backed, in memory, sparse or dense) becomes one dense matrix.
 
 The diffusion model trains on the representation (n_cells × ~30 floats: 120 bytes a cell); only that is
-held in memory. The gene-space matrix is validated, fitted (incremental PCA) and projected chunk by chunk.
+held in memory. The gene-space matrix is validated, normalized, fitted (blockwise PCA) and projected a row block
+at a time, in memory and backed alike: one code path, so the two cannot drift apart. Sparse blocks stay sparse;
+a dense block holds at most ``DENSE_BLOCK_VALUES`` values.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from . import _logging as logg
 
 CHUNK_CELLS = 10_000  # rows per chunk
 IN_MEMORY_MAX_CELLS = 50_000  # above this, even in-memory data goes through the chunked path
+DENSE_BLOCK_VALUES = 2**25  # a dense block (dense input, or a decoder's block) holds at most this many values
 
 
 def is_chunked(X) -> bool:
@@ -66,14 +69,52 @@ def check_expression(X, *, expected="auto", where: str = "X"):
     return kind
 
 
+def block_rows(X) -> int:
+    """Rows per block: ``CHUNK_CELLS``, fewer for dense genes-wide input (a dense block is held whole)."""
+    if is_sparse(X):
+        return CHUNK_CELLS
+    return int(np.clip(DENSE_BLOCK_VALUES // max(X.shape[1], 1), 1, CHUNK_CELLS))
+
+
+def is_sparse(X) -> bool:
+    """Sparse in memory, or an anndata backed sparse dataset (whose row slices are scipy sparse)."""
+    return sparse.issparse(X) or type(X).__name__.endswith(("CSRDataset", "CSCDataset", "SparseDataset"))
+
+
+class LognormBlocks:
+    """Log-normalized row blocks of ``X`` (only the rows in ``mask``), iterable any number of times (a
+    randomized SVD reads the matrix once per power iteration). In memory, the normalized blocks are kept after
+    the first pass: for sparse input that costs one more copy of the (masked) input's non-zeros and saves
+    normalizing it again on every pass; backed, every pass reads the file again."""
+
+    def __init__(self, X, kind, mask: np.ndarray | None = None):
+        self.X, self.kind, self.mask = X, kind, mask
+        self.keep = in_memory(X) and is_sparse(X)
+        self.cache: list | None = None  # set only by a pass that ran to the end
+        self.n_genes = X.shape[1]
+
+    def __iter__(self) -> Iterator:
+        if self.cache is not None:
+            yield from self.cache
+            return
+        fresh = []
+        for block in row_chunks(self.X, self.mask, block_rows(self.X)):
+            block = _anndata.lognorm(block, self.kind)
+            if self.keep:
+                fresh.append(block)
+            yield block
+        if self.keep:
+            self.cache = fresh
+
+
 def transform(rep, X, kind, *, batch=None) -> np.ndarray:
-    """Every cell of ``X`` in the representation's space, one chunk at a time."""
-    out = []
-    for start, block in zip(range(0, X.shape[0], CHUNK_CELLS), row_chunks(X)):
-        x = _anndata.to_lognorm(block, kind) if rep.input == "lognorm" else block
-        b = None if batch is None else batch[start : start + CHUNK_CELLS]
+    """Every cell of ``X`` in the representation's space, one block at a time (sparse blocks stay sparse)."""
+    out, step = [], block_rows(X)
+    for start, block in zip(range(0, X.shape[0], step), row_chunks(X, chunk=step)):
+        x = _anndata.lognorm(block, kind) if rep.input == "lognorm" else block
+        b = None if batch is None else batch[start : start + step]
         out.append(rep.transform(x, batch=b))
-    return np.vstack(out)
+    return np.vstack(out) if out else np.zeros((0, rep.n_features), np.float32)
 
 
 def decoder_sample(labels: np.ndarray, mask: np.ndarray, per_type: int = 2000, random_state: int = 0) -> np.ndarray:

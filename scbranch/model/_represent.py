@@ -1,7 +1,8 @@
 """Step 1 of :func:`scbranch.tl.fit`: validate the expression matrix and put every cell in model space.
 
-In memory, the matrix is read whole; backed (on-disk) or above ``IN_MEMORY_MAX_CELLS`` cells it is validated,
-fitted with incremental PCA and projected one row chunk at a time. Either way the decoder is fitted on a
+The PCA representation reads the matrix in log-normalized row blocks, in memory and backed alike (sparse blocks
+stay sparse; see :mod:`scbranch._chunks`): it is fitted by a blockwise randomized PCA and every cell projected a
+block at a time. scVI reads the counts in memory. Either way the decoder is fitted on a
 subsample (≤ 2,000 training cells a type), with the input's counts whenever it holds them (raw, or recoverable
 from log-normalized values), so memory holds only the low-dimensional cells and that subsample.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .. import _anndata, _chunks
 from .. import _logging as logg
@@ -68,15 +70,13 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
 
     t0 = logg.info(f"    fitting the {representation} representation" + (" in chunks" if chunked else ""))
     rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
-    if chunked:
-        rep.fit_chunks((_anndata.to_lognorm(b, kind) for b in _chunks.row_chunks(X, train_mask)),
-                       random_state=random_state)
+    if rep.input == "lognorm":  # in memory or backed, one path: log-normalized row blocks, sparse kept sparse
+        rep.fit_blocks(_chunks.LognormBlocks(X, kind, train_mask), random_state=random_state)
         z_all = _chunks.transform(rep, X, kind)
-        x_rows = _chunks.read_rows(X, rows)
-        x_dec = _anndata.to_lognorm(x_rows, kind)
+        x_rows = sparse.csr_matrix(_chunks.read_rows(X, rows))  # the decoder's cells: sparse even from dense input
+        x_dec = _anndata.lognorm(x_rows, kind)
     else:
-        x_in = (_anndata.to_lognorm(X, kind) if rep.input == "lognorm"
-                else X if recovered is None else recovered.counts)
+        x_in = X if recovered is None else recovered.counts
         bt = batch[train_mask] if batch is not None else None
         with interruptible():  # scVI trains on Lightning: Ctrl-C must stay a KeyboardInterrupt
             rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)

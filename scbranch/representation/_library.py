@@ -36,6 +36,7 @@ ROUND_TOL = 0.25  # float32 log1p storage leaves ≤ 0.12 on counts up to ~10^4 
 MAX_FAIL = 0.01  # a matrix whose cells fail the integer check more often than this holds no counts
 TARGET_SUM = 1e4  # how scbranch log-normalizes raw-count input (``_anndata.to_lognorm``)
 DECODE_BLOCK = 4096  # cells decoded at a time: a few dense (cells × genes) float64 arrays per block, not per call
+DECODE_VALUES = 2**23  # ... and at most this many values a block (64 MB in float64): 419 cells at 20,000 genes
 
 
 @dataclass
@@ -51,10 +52,6 @@ class CountsInfo:
         return CountsInfo(self.counts[rows], None if self.scale is None else self.scale[rows], self.target_sum)
 
 
-def _dense64(X) -> np.ndarray:
-    return X.toarray().astype(np.float64) if sparse.issparse(X) else np.asarray(X, dtype=np.float64)
-
-
 def counts_info(X, kind: str) -> CountsInfo | None:
     """The counts of an expression matrix that holds ``kind`` ("counts" or "lognorm"), if it has any."""
     if kind == "counts":
@@ -64,27 +61,34 @@ def counts_info(X, kind: str) -> CountsInfo | None:
 
 def recover_counts(X, chunk: int = 2048) -> CountsInfo | None:
     """Integer counts behind a log-normalized matrix, or ``None`` when it holds none (e.g. scaled, SCTransform).
-    Read in row chunks, so memory holds one dense chunk at a time."""
+    Read in row chunks and worked on as CSR (dense input a chunk at a time): only non-zeros are touched, as a
+    zero is the count 0 at any scale."""
     blocks, scales, sums, n_failed = [], [], [], 0
     for lo in range(0, X.shape[0], chunk):
-        e = np.expm1(_dense64(X[lo : lo + chunk]))
-        s1 = np.where(e > 0, e, np.inf).min(1)
+        e = sparse.csr_matrix(X[lo : lo + chunk], dtype=np.float64, copy=True)  # a copy: expm1 below works in place
+        e.eliminate_zeros()
+        np.expm1(e.data, out=e.data)
+        row = np.repeat(np.arange(e.shape[0]), np.diff(e.indptr))
+        s1 = np.full(e.shape[0], np.inf)
+        np.minimum.at(s1, row, np.where(e.data > 0, e.data, np.inf))  # the cell's smallest value: m counts
         s1[~np.isfinite(s1)] = 1.0  # empty cells: any scale
-        scale = np.full(len(e), np.nan)
+        scale = np.full(e.shape[0], np.nan)
         for m in (1, 2, 3, 4):  # the cell's smallest count is m
-            todo = np.flatnonzero(np.isnan(scale))
-            ratio = e[todo] * (m / s1[todo, None])
-            ok = (np.abs(ratio - np.round(ratio)) < ROUND_TOL).all(1)
-            scale[todo[ok]] = s1[todo[ok]] / m
+            ratio = e.data * (m / s1[row])
+            bad = np.bincount(row, np.abs(ratio - np.round(ratio)) >= ROUND_TOL, minlength=e.shape[0])
+            ok = np.isnan(scale) & (bad == 0)
+            scale[ok] = s1[ok] / m
         failed = np.isnan(scale)
         n_failed += int(failed.sum())
         scale[failed] = s1[failed]  # a few odd cells: nearest counts at their smallest value
-        blocks.append(sparse.csr_matrix(np.round(e / scale[:, None]).astype(np.float32)))
+        sums.append(np.bincount(row, e.data, minlength=e.shape[0]))
+        e.data = np.round(e.data / scale[row])
+        blocks.append(e.astype(np.float32))
         scales.append(scale)
-        sums.append(e.sum(1))
     if n_failed > MAX_FAIL * X.shape[0]:
         return None
     counts, scale, sums = sparse.vstack(blocks, format="csr"), np.concatenate(scales), np.concatenate(sums)
+    counts.eliminate_zeros()
     pos = sums[sums > 0]
     if len(pos) and np.ptp(pos) <= 1e-3 * np.median(pos):  # one row sum: normalized over these genes
         return CountsInfo(counts, None, float(np.median(pos)))
@@ -144,17 +148,19 @@ class Libraries:
             lib[m], scale[m] = self.lib[ty][pick], self.scale[ty][pick]
         return lib, scale
 
-    def sample(self, labels, draw_counts, rng: np.random.Generator,
-               z: np.ndarray | None = None) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    def sample(self, labels, draw_counts, rng: np.random.Generator, z: np.ndarray | None = None, *,
+               n_genes: int = 0) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         """Synthetic cells of ``labels`` (at model-space ``z``): a library size (and scale) per cell from real cells
         of its type (see :meth:`draw`), then ``draw_counts(rows, lib, norm)`` for one block of cells at a time
-        (``norm(counts)``: those cells' log-normalization, dense); returns (log-normalized X, counts), sparse."""
+        (``norm(counts)``: those cells' log-normalization, CSR); returns (log-normalized X, counts), sparse.
+        Blocks hold at most ``DECODE_VALUES`` values of ``n_genes`` genes, so memory does not grow with the genes."""
         labels = np.asarray(labels, dtype=str)
         lib, scale = self.draw(labels, rng, z)
         xs, cs = [], []
-        for lo in range(0, len(labels), DECODE_BLOCK):
-            rows = slice(lo, lo + DECODE_BLOCK)
-            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.lognorm(c, scale[rows]).toarray())
+        step = int(np.clip(DECODE_VALUES // max(n_genes, 1), 64, DECODE_BLOCK))
+        for lo in range(0, len(labels), step):
+            rows = slice(lo, lo + step)
+            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.lognorm(c, scale[rows]))
             xs.append(self.lognorm(counts, scale[rows]))
             cs.append(sparse.csr_matrix(counts))
         if not xs:

@@ -39,7 +39,8 @@ BATCH, LR = 128, 3e-3
 # over the cells within STEP_RANGE, the learning rate decayed to 0 (cosine) so the last steps settle the mean.
 STEP_RANGE, PASSES = (500, 3000), 200
 PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
-MAX_CELLS = 2000  # cells per type the dispersion is estimated from (one type dense at a time)
+MAX_CELLS = 2000  # cells per type the dispersion is estimated from
+BLOCK_VALUES = 2**23  # of those, this many (cells × genes) values dense at a time: 64 MB in float64
 LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈ Poisson)
 
 
@@ -94,15 +95,21 @@ class NBDecoder:
         lib = np.asarray(counts.sum(1)).ravel()
         rng = np.random.default_rng(random_state)
         a, b, n = [], [], []
-        for k in types:  # one type's cells dense at a time
+        for k in types:  # a block of one type's cells dense at a time (BLOCK_VALUES values)
             rows = np.flatnonzero(codes == k)
             if len(rows) > MAX_CELLS:
                 rows = np.sort(rng.choice(rows, MAX_CELLS, replace=False))
-            mu = self.net.rho(torch.as_tensor(z[rows], dtype=torch.float32),
-                              torch.full((len(rows),), k)).double().numpy() * lib[rows, None]
-            x = counts[rows].toarray().astype(np.float64)
-            a.append((mu**2).sum(0))
-            b.append(((x - mu) ** 2 - mu).sum(0))  # E = μ²/θ under NB
+            ak, bk = np.zeros(self.n_genes), np.zeros(self.n_genes)
+            step = max(1, BLOCK_VALUES // self.n_genes)
+            for lo in range(0, len(rows), step):
+                r = rows[lo : lo + step]
+                mu = self.net.rho(torch.as_tensor(z[r], dtype=torch.float32),
+                                  torch.full((len(r),), k)).double().numpy() * lib[r, None]
+                x = counts[r].toarray().astype(np.float64)
+                ak += (mu**2).sum(0)
+                bk += ((x - mu) ** 2 - mu).sum(0)  # E = μ²/θ under NB
+            a.append(ak)
+            b.append(bk)
             n.append(len(rows))
         a, b, n = np.stack(a), np.stack(b), np.asarray(n, np.float64)[:, None]
         if pool:

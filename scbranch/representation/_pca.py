@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy import sparse
-from sklearn.decomposition import PCA, IncrementalPCA
 
 from ._library import Libraries
 from ._nb_decoder import NBDecoder
 from ._protocol import Decoded, DecoderData
 from ._residual_decoder import ResidualDecoder
+from ._svd import blockwise_pca
 
 CANDIDATES = 8  # count draws per synthetic cell, the nearest to its coordinates kept (see _draw_near)
 
@@ -47,34 +47,29 @@ class PCARepresentation:
     def n_features(self) -> int:
         return self.n_comps
 
-    def fit(self, X: np.ndarray, *, var_names=None, batch=None, random_state: int = 0) -> PCARepresentation:
-        n_comps = min(self.n_comps, X.shape[0] - 1, X.shape[1])
-        if n_comps < self.n_comps:
-            self.n_comps = n_comps
-        pca = PCA(n_components=n_comps, svd_solver="full" if min(X.shape) < 2000 else "randomized",
-                  random_state=random_state)
-        scores = pca.fit_transform(X)
-        self.mean_ = pca.mean_.astype(np.float32)
-        self.components_ = pca.components_.astype(np.float32)
-        common = float(np.sqrt(np.mean(scores.var(0)))) or 1.0
-        self.scale_ = np.full(n_comps, common, dtype=np.float32)
-        return self
+    def fit(self, X, *, var_names=None, batch=None, random_state: int = 0) -> PCARepresentation:
+        """PCA of log-normalized ``X`` (dense or sparse, held whole): :meth:`fit_blocks` with one block."""
+        return self.fit_blocks([X], random_state=random_state)
 
-    def fit_chunks(self, chunks, *, random_state: int = 0) -> PCARepresentation:
-        """Incremental PCA over an iterable of row blocks (for backed or very large data)."""
-        ipca = IncrementalPCA(n_components=self.n_comps)
-        for block in chunks:
-            if len(block) >= self.n_comps:  # partial_fit needs at least n_components rows
-                ipca.partial_fit(block)
-        self.mean_ = ipca.mean_.astype(np.float32)
-        self.components_ = ipca.components_.astype(np.float32)
-        common = float(np.sqrt(np.mean(ipca.explained_variance_))) or 1.0
+    def fit_blocks(self, blocks, *, random_state: int = 0) -> PCARepresentation:
+        """PCA of the matrix whose row blocks ``blocks`` (re-iterable: read once per power iteration) yields,
+        centred implicitly so sparse blocks stay sparse (:func:`~._svd.blockwise_pca`). In memory and backed
+        alike; the first block tells the number of genes."""
+        n_genes = getattr(blocks, "n_genes", None) or next(iter(blocks)).shape[1]
+        mean, comps, sv, n = blockwise_pca(blocks, n_genes, self.n_comps, random_state=random_state)
+        self.n_comps = len(comps)  # at most cells − 1 and genes
+        self.mean_ = mean.astype(np.float32)
+        self.components_ = comps.astype(np.float32)
+        # the scores' variance over the fitted cells (ddof 0, as scores.var(0) before) is s² / n
+        common = float(np.sqrt(np.mean(sv**2 / n))) or 1.0
         self.scale_ = np.full(self.n_comps, common, dtype=np.float32)
         return self
 
-    def transform(self, X: np.ndarray, *, batch=None) -> np.ndarray:
-        X = X.toarray() if sparse.issparse(X) else np.asarray(X)
-        return (((X - self.mean_) @ self.components_.T) / self.scale_).astype(np.float32)
+    def transform(self, X, *, batch=None) -> np.ndarray:
+        """Model-space cells of log-normalized ``X``; sparse ``X`` is projected as it is (the centring is a
+        shift of the scores, ``(X − μ)Cᵀ = XCᵀ − μCᵀ``), never densified."""
+        scores = X @ self.components_.T if sparse.issparse(X) else np.asarray(X, np.float32) @ self.components_.T
+        return ((np.asarray(scores) - self.mean_ @ self.components_.T) / self.scale_).astype(np.float32)
 
     def inverse_transform(self, Z: np.ndarray, *, clip: bool = True) -> np.ndarray:
         X = ((Z * self.scale_) @ self.components_ + self.mean_).astype(np.float32)
@@ -88,7 +83,7 @@ class PCARepresentation:
     def fit_decoder(self, data: DecoderData, *, random_state: int = 0) -> None:
         """Count decoder + libraries when ``data.counts`` is given (the first fit decides), else the residual
         decoder. Types seen before are refitted (residual decoder) or kept (count decoder's network)."""
-        x = np.asarray(data.x.toarray() if hasattr(data.x, "toarray") else data.x, dtype=np.float32)
+        x = data.x  # sparse stays sparse: the count decoder reads only data.counts, the residual one a type at a time
         labels = np.asarray(data.labels, dtype=str)
         z = data.z if data.z is not None else self.transform(x)
         if self.counts_decoder is None and self.residual_decoder is None and data.counts is not None:
@@ -121,7 +116,8 @@ class PCARepresentation:
         rng = rng or np.random.default_rng(0)
         labels = np.asarray(labels, dtype=str)
         X, counts = self.libraries.sample(
-            labels, lambda rows, lib, norm: self._draw_near(z[rows], labels[rows], lib, norm, rng), rng, z)
+            labels, lambda rows, lib, norm: self._draw_near(z[rows], labels[rows], lib, norm, rng), rng, z,
+            n_genes=len(self.mean_))
         return Decoded(X, counts)
 
     def _draw_near(self, z, labels, lib, norm, rng) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import sparse
 
 RANK = 8
 
@@ -41,7 +42,9 @@ class ResidualDecoder:
         labels = np.asarray(labels, dtype=str)
         for ty in dict.fromkeys(labels):
             k, m = self._row(ty), labels == ty
-            r = x[m] - recon[m]
+            xm = x[np.flatnonzero(m)]
+            xm = xm.toarray() if sparse.issparse(xm) else np.asarray(xm)  # one type dense at a time
+            r = xm - recon[m]
             self.mean[k] = r.mean(0)
             self.basis[k] = 0
             if len(r) > 2:
@@ -50,7 +53,7 @@ class ResidualDecoder:
                 self.basis[k, :n] = vt[:n] * (sv[:n] / np.sqrt(len(r) - 1))[:, None]
             self.threshold[k] = -np.inf
             decoded = self._smooth(recon[m], [ty] * int(m.sum()), np.random.default_rng(random_state))
-            zero_frac = (x[m] <= 0).mean(0)
+            zero_frac = (xm <= 0).mean(0)
             # the level with the real zero fraction of decoded values below it: that many decoded cells are zeros
             self.threshold[k] = _column_quantiles(decoded, zero_frac)
             self.threshold[k, zero_frac == 0] = -np.inf
