@@ -211,6 +211,7 @@ def figure(df: pd.DataFrame, refs: list[dict], path: Path) -> None:
                 mean = g.groupby("n").f1.mean()
                 ax.plot(mean.index, mean.values, ls="--", label=f"real: {k}")
         ax.set(xscale="log", xticks=NS, xticklabels=NS, xlabel="training cells of the rare type", title=label)
+        ax.minorticks_off()  # the log axis's minor labels (3×10¹, 4×10¹) collide with the n ticks
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
