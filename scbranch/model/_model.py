@@ -209,7 +209,7 @@ class BranchedDiffusion:
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
         """Each cell of ``adata`` in model space (genes matched by name to the model's)."""
         X, kind = self._read(adata)
-        if _chunks.is_chunked(X):  # backed or very large: project chunk by chunk
+        if _chunks.is_chunked(X) or self.representation.input == "lognorm":  # PCA: a row block at a time
             return _chunks.transform(self.representation, X, kind, batch=self.get_batch(adata))
         return self.representation.transform(self.get_input(adata), batch=self.get_batch(adata))
 
@@ -224,7 +224,7 @@ class BranchedDiffusion:
 
     def _as_input(self, X, kind):
         if self.representation.input == "lognorm":
-            return _anndata.to_lognorm(X, kind)
+            return _anndata.lognorm(X, kind)  # sparse stays sparse
         return _anndata.to_counts(X, kind)
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
