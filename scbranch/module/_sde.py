@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 T_EPS = 1e-3  # smallest diffusion time trained and sampled: σ(T_EPS) ≈ 0.01, below any cell-to-cell spread
@@ -142,6 +143,8 @@ def make_sde(beta_min: float = 0.1, beta_max: float = 20.0, *, softness: float |
     if variances is None:
         msg = "a component-wise schedule needs the features' variances to order them"
         raise ValueError(msg)
-    rank = torch.as_tensor(variances, dtype=torch.float64).argsort(descending=True).argsort()
+    # numpy, not torch: the network may be built on the meta device (load checks shapes first), where a tensor
+    # has no values to rank
+    rank = np.argsort(np.argsort(-np.asarray(variances, dtype=np.float64), kind="stable"), kind="stable")
     order = tuple(float(r) / max(len(rank) - 1, 1) for r in rank)
     return ComponentwiseVPSDE(beta_min, beta_max, softness=float(softness), order=order)
