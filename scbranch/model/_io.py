@@ -184,13 +184,7 @@ def load_dir(path: str | os.PathLike) -> tuple[dict, dict]:
         raise FileNotFoundError(msg)
     if not os.path.lexists(folder / MANIFEST):
         return _load_legacy(folder)
-    manifest, contents = _manifest(folder), {}
-    for name in MODEL_FILES:  # each file read once: hashed, then parsed from the same bytes
-        contents[name] = read_capped(folder / name)
-        if hashlib.sha256(contents[name]).hexdigest() != manifest["files"][name]:
-            msg = (f"integrity check failed: {folder / name} changed after the model was saved (sha256 differs from "
-                   f"{MANIFEST}); refusing to load it")
-            raise ValueError(msg)
+    contents = _verified(folder, _manifest(folder))
     meta = parse_json(folder / "config.json", contents["config.json"])
     return _torch_load(folder / "model.pt", contents["model.pt"]), meta
 
@@ -230,13 +224,26 @@ def _manifest(folder: Path) -> dict:
     return manifest
 
 
+def _verified(folder: Path, manifest: dict) -> dict[str, bytes]:
+    """Each model file's bytes, read once (capped) and checked against the manifest's sha256: the same bytes are
+    then parsed, so nothing can change between the check and the use."""
+    contents = {}
+    for name in MODEL_FILES:
+        contents[name] = read_capped(folder / name)
+        if hashlib.sha256(contents[name]).hexdigest() != manifest["files"][name]:
+            msg = (f"integrity check failed: {folder / name} changed after the model was saved (sha256 differs from "
+                   f"{MANIFEST}); refusing to load it")
+            raise ValueError(msg)
+    return contents
+
+
 def _complete(folder: Path) -> bool:
     """A model folder whose files all match its manifest (what recovery may put back)."""
     try:
         if not_a_model(folder) is not None:
             return False
-        files = _manifest(folder)["files"]
-        return all(hashlib.sha256(read_capped(folder / n)).hexdigest() == files[n] for n in MODEL_FILES)
+        _verified(folder, _manifest(folder))
+        return True
     except (OSError, ValueError):
         return False
 
