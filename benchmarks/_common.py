@@ -104,3 +104,12 @@ def print_mean_sd(df: pd.DataFrame, by: str, cols: list[str], label: str) -> Non
 def write_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, default=float))
+
+
+def data_arguments(parser, rows: list[str]) -> None:
+    """The options every held-out benchmark shares: data sets, seeds, rows to run, the default rows' fit options."""
+    parser.add_argument("--data", nargs="+", default=["zeisel", "human_kidney", "pbmc"],
+                        choices=["zeisel", "human_kidney", "pbmc", "sim"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=rows, choices=rows)
+    parser.add_argument("--fit-kwargs", type=json.loads, default={}, help="JSON of sb.tl.fit options (default rows)")

@@ -38,7 +38,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from _baselines import gaussian_per_type, mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, fit, quiet_logs, split_per_type, write_json
+from _common import GROUPBY, Evaluator, _dense, data_arguments, fit, quiet_logs, split_per_type, write_json
 from realism import SHARED_DATA, load, lognorm, train_scvi
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
@@ -234,11 +234,7 @@ def report(results: dict, out: Path) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=["zeisel", "human_kidney", "pbmc"],
-                        choices=["zeisel", "human_kidney", "pbmc", "sim"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
-    parser.add_argument("--fit-kwargs", type=json.loads, default={}, help="JSON of sb.tl.fit options (default row)")
+    data_arguments(parser, ROWS)
     parser.add_argument("--label", default=None, help="name of the default row (e.g. for a variant)")
     parser.add_argument("--max-steps", type=int, default=None, help="training steps cap (smoke runs)")
     parser.add_argument("--peer-steps", type=int, default=12000)

@@ -25,7 +25,6 @@ kNN mixing. Prints mean ± sd over seeds as markdown and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -33,7 +32,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from _baselines import gaussian_per_type, mlp_diffusion
-from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, simulated_counts, split_per_type
+from _common import (
+    GROUPBY,
+    Evaluator,
+    _dense,
+    data_arguments,
+    fit,
+    print_mean_sd,
+    quiet_logs,
+    simulated_counts,
+    split_per_type,
+)
 from _common import write_json as _write_json
 from scipy import sparse
 
@@ -162,11 +171,7 @@ def train_scvi(train: ad.AnnData, seed: int, epochs: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=["zeisel", "human_kidney", "pbmc"],
-                        choices=["zeisel", "human_kidney", "pbmc", "sim"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
-    parser.add_argument("--fit-kwargs", type=json.loads, default={}, help="JSON of sb.tl.fit options (default rows)")
+    data_arguments(parser, ROWS)
     parser.add_argument("--peer-steps", type=int, default=12000)
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
