@@ -77,6 +77,10 @@ class ModelConfig:
     representation, n_comps
         ``"pca"`` (``n_comps`` standardized PCs; default 15 below 2,000 cells, 30 above) or ``"scvi"`` (scVI's
         latent means, ``n_comps`` = ``n_latent``, default 10).
+    n_top_genes
+        ``"pca"`` only: fit the model space on this many highly variable genes (``sc.pp.highly_variable_genes``,
+        flavour ``"seurat_v3"`` on counts, ``"seurat"`` on log-normalized input); counts are still decoded for every
+        gene. ``"auto"`` (default): all genes up to 5,000, else 3,000; ``None``, ``0`` or ``"all"``: every gene.
     scvi_model, scvi_epochs
         A trained ``scvi.model.SCVI`` to use instead of training one; scVI's epochs (``None``: scvi-tools').
     width, n_blocks, dropout
@@ -94,6 +98,7 @@ class ModelConfig:
 
     representation: str = "pca"
     n_comps: int | None = None
+    n_top_genes: int | str | None = "auto"
     scvi_model: Any = field(default=None, repr=False)
     scvi_epochs: int | None = None
     width: int = 128
@@ -113,6 +118,7 @@ class ModelConfig:
         for name in ("n_comps", "scvi_epochs"):
             if getattr(self, name) is not None:
                 _anndata.check_count(getattr(self, name), what=name)
+        _check_top_genes(self.n_top_genes, self.representation)
         if not 0 <= self.dropout < 1:
             msg = f"dropout must be in [0, 1), got {self.dropout!r}"
             raise ValueError(msg)
@@ -187,6 +193,17 @@ class TrainConfig:
     def module_kwargs(self) -> dict:
         """The options ``train_module`` takes (``max_steps`` is resolved by the model from the data size)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("max_steps", "max_epochs")}
+
+
+def _check_top_genes(n_top_genes, representation: str) -> None:
+    if n_top_genes in ("auto", "all", None):
+        return
+    if isinstance(n_top_genes, bool) or not isinstance(n_top_genes, int | np.integer) or n_top_genes < 0:
+        msg = f"n_top_genes must be 'auto', 'all', None or an integer >= 0; got {n_top_genes!r}"
+        raise ValueError(msg)
+    if n_top_genes and representation != "pca":
+        msg = "n_top_genes= goes with representation='pca' (scVI reads every gene)"
+        raise ValueError(msg)
 
 
 def _choice(name: str, value, choices: tuple) -> None:

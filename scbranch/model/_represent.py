@@ -34,7 +34,7 @@ class Represented:
 
 def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, representation: str,
               layer, use_raw: bool, input_kind: str, n_comps: int | None, batch_key, scvi_model, scvi_epochs,
-              random_state: int, progress: bool) -> Represented:
+              random_state: int, progress: bool, n_top_genes="auto") -> Represented:
     X, var_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
     where = "raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X")
     chunked = _chunks.is_chunked(X)
@@ -66,12 +66,18 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
                 raise ValueError(msg)
         rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
     else:
-        rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30))
+        rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30), n_top_genes=n_top_genes)
 
     t0 = logg.info(f"    fitting the {representation} representation" + (" in chunks" if chunked else ""))
     rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
     if rep.input == "lognorm":  # in memory or backed, one path: log-normalized row blocks, sparse kept sparse
-        rep.fit_blocks(_chunks.LognormBlocks(X, kind, train_mask), random_state=random_state)
+        lognorm = _chunks.LognormBlocks(X, kind, train_mask)
+        # highly variable genes (many genes only) from the counts as they are, as scanpy's seurat_v3 reads them
+        rep.fit_blocks(lognorm, random_state=random_state, hvg_kind=kind,
+                       hvg_blocks=_RowBlocks(X, train_mask) if kind == "counts" else lognorm)
+        if rep.genes_ is not None:
+            logg.info(f"    model space fitted on {len(rep.genes_):,} highly variable genes of {len(var_names):,}"
+                      " (n_top_genes); counts decoded for all")
         z_all = _chunks.transform(rep, X, kind)
         x_rows = sparse.csr_matrix(_chunks.read_rows(X, rows))  # the decoder's cells: sparse even from dense input
         x_dec = _anndata.lognorm(x_rows, kind)
@@ -87,3 +93,13 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
     dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None, z_all[rows])
     return Represented(rep, kind, var_names, z_all, dec, chunked)
+
+
+class _RowBlocks:
+    """The rows in ``mask`` of ``X`` as they are, in blocks, re-iterable (one pass per statistic)."""
+
+    def __init__(self, X, mask: np.ndarray):
+        self.X, self.mask = X, mask
+
+    def __iter__(self):
+        return _chunks.row_chunks(self.X, self.mask, _chunks.block_rows(self.X))

@@ -130,7 +130,7 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
     r = represent(adata, labels, train_mask, representation=model.representation, layer=setup.layer,
                   use_raw=setup.use_raw, input_kind=setup.input_kind, n_comps=model.n_comps,
                   batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
-                  random_state=random_state, progress=progress)
+                  random_state=random_state, progress=progress, n_top_genes=model.n_top_genes)
     z, y = r.z_all[train_mask], labels.to_numpy()[train_mask]
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----

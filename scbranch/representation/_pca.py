@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from . import _hvg
 from ._library import Libraries
 from ._nb_decoder import NBDecoder
 from ._protocol import Decoded, DecoderData
@@ -28,14 +29,31 @@ from ._residual_decoder import ResidualDecoder
 from ._svd import blockwise_pca
 
 CANDIDATES = 8  # count draws per synthetic cell, the nearest to its coordinates kept (see _draw_near)
+# n_top_genes="auto": every gene up to AUTO_MAX_GENES (all of this project's benchmark sets, up to zeisel's 4,000,
+# keep the model they always had), else the AUTO_TOP_GENES most variable. Above, the count decoder's network costs
+# time in proportion to its genes (3,000 steps of a 512 → 20,000 output took ~1,100 s on 2 cores); 3,000 HVGs is
+# within the 2,000–4,000 range scanpy's and scvi-tools' tutorials use, and on zeisel 2,000 of its 4,000 genes scored
+# within noise of all of them (docs/benchmarks.md, "Whole transcriptomes").
+AUTO_MAX_GENES, AUTO_TOP_GENES = 5000, 3000
+
+
+def n_model_genes(n_top_genes, n_genes: int) -> int | None:
+    """How many genes the model space is fitted on for the option ``n_top_genes``; ``None``: all of them."""
+    if n_top_genes is None or n_top_genes == "all" or (not isinstance(n_top_genes, str) and n_top_genes == 0):
+        return None
+    if n_top_genes == "auto":
+        return AUTO_TOP_GENES if n_genes > AUTO_MAX_GENES else None
+    return int(n_top_genes) if n_top_genes < n_genes else None
 
 
 class PCARepresentation:
     kind = "pca"
     input = "lognorm"  # what :meth:`fit`/:meth:`transform` read (the scVI representation reads counts)
 
-    def __init__(self, n_comps: int = 30):
+    def __init__(self, n_comps: int = 30, n_top_genes: int | str | None = "auto"):
         self.n_comps = n_comps
+        self.n_top_genes = n_top_genes  # see n_model_genes
+        self.genes_: np.ndarray | None = None  # the model genes' indices (highly variable); None: every gene
         self.mean_: np.ndarray | None = None
         self.components_: np.ndarray | None = None  # (n_comps, n_genes)
         self.scale_: np.ndarray | None = None  # per-PC divisor (one common value: RMS std of the PCs)
@@ -51,15 +69,26 @@ class PCARepresentation:
         """PCA of log-normalized ``X`` (dense or sparse, held whole): :meth:`fit_blocks` with one block."""
         return self.fit_blocks([X], random_state=random_state)
 
-    def fit_blocks(self, blocks, *, random_state: int = 0) -> PCARepresentation:
+    def fit_blocks(self, blocks, *, random_state: int = 0, hvg_blocks=None, hvg_kind: str = "lognorm"
+                   ) -> PCARepresentation:
         """PCA of the matrix whose row blocks ``blocks`` (re-iterable: read once per power iteration) yields,
         centred implicitly so sparse blocks stay sparse (:func:`~._svd.blockwise_pca`). In memory and backed
-        alike; the first block tells the number of genes."""
+        alike; the first block tells the number of genes. With many genes (see ``n_top_genes``) only the highly
+        variable ones, selected on ``hvg_blocks`` (the same cells as they are in the input: ``hvg_kind``
+        "counts" or "lognorm"; default ``blocks``): loadings and mean are zero on the other genes, so every
+        cell is still projected from its whole row."""
         n_genes = getattr(blocks, "n_genes", None) or next(iter(blocks)).shape[1]
-        mean, comps, sv, n = blockwise_pca(blocks, n_genes, self.n_comps, random_state=random_state)
+        n_model = n_model_genes(self.n_top_genes, n_genes)
+        self.genes_ = None if n_model is None else _hvg.select(
+            blocks if hvg_blocks is None else hvg_blocks, n_genes, n_model, hvg_kind)
+        genes = self._genes(n_genes)
+        fit_on = blocks if self.genes_ is None else _Columns(blocks, genes)
+        mean, comps, sv, n = blockwise_pca(fit_on, len(genes), self.n_comps, random_state=random_state)
         self.n_comps = len(comps)  # at most cells − 1 and genes
-        self.mean_ = mean.astype(np.float32)
-        self.components_ = comps.astype(np.float32)
+        self.mean_ = np.zeros(n_genes, np.float32)
+        self.mean_[genes] = mean
+        self.components_ = np.zeros((self.n_comps, n_genes), np.float32)
+        self.components_[:, genes] = comps
         # the scores' variance over the fitted cells (ddof 0, as scores.var(0) before) is s² / n
         common = float(np.sqrt(np.mean(sv**2 / n))) or 1.0
         self.scale_ = np.full(self.n_comps, common, dtype=np.float32)
@@ -76,6 +105,9 @@ class PCARepresentation:
         return np.clip(X, 0.0, None) if clip else X
 
     # ---- decoding -------------------------------------------------------------------------------------------
+    def _genes(self, n_genes: int) -> np.ndarray:
+        return np.arange(n_genes) if self.genes_ is None else self.genes_
+
     @property
     def makes_counts(self) -> bool:
         return self.counts_decoder is not None
@@ -87,7 +119,7 @@ class PCARepresentation:
         labels = np.asarray(data.labels, dtype=str)
         z = data.z if data.z is not None else self.transform(x)
         if self.counts_decoder is None and self.residual_decoder is None and data.counts is not None:
-            self.counts_decoder = NBDecoder(self.n_features, x.shape[1]).fit(
+            self.counts_decoder = NBDecoder(self.n_features, x.shape[1], self.genes_).fit(
                 z, data.counts.counts, labels, random_state=random_state)
             self.libraries = Libraries(data.counts.target_sum)
         elif self.counts_decoder is not None:
@@ -139,6 +171,8 @@ class PCARepresentation:
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_),
                "scale": torch.from_numpy(self.scale_)}
+        if self.genes_ is not None:  # absent from older saved models and from models over every gene
+            out["genes"] = torch.from_numpy(self.genes_.astype(np.int64))
         for name, part in self._decoders():
             out.update({f"{name}/{k}": v for k, v in part.state_dict().items()})
         return out
@@ -156,9 +190,27 @@ class PCARepresentation:
         rep.mean_ = state["mean"].numpy()
         rep.components_ = state["components"].numpy()
         rep.scale_ = state["scale"].numpy()
+        if "genes" in state:
+            genes, n_genes = state["genes"].numpy(), rep.components_.shape[1]
+            if genes.ndim != 1 or not len(genes) or np.any(np.diff(genes) <= 0) or genes[0] < 0 \
+                    or genes[-1] >= n_genes:
+                msg = f"the representation's model genes are not distinct sorted indices of its {n_genes} genes"
+                raise ValueError(msg)
+            rep.genes_ = genes.copy()
         for name, cls_ in (("counts_decoder", NBDecoder), ("libraries", Libraries),
                            ("residual_decoder", ResidualDecoder)):
             if name in (meta or {}):
                 part = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{name}/")}
                 setattr(rep, name, cls_.from_state(part, meta[name]))
         return rep
+
+
+class _Columns:
+    """Columns ``cols`` of the row blocks another re-iterable yields (each block sliced as it passes)."""
+
+    def __init__(self, blocks, cols: np.ndarray):
+        self.blocks, self.cols, self.n_genes = blocks, cols, len(cols)
+
+    def __iter__(self):
+        for b in self.blocks:
+            yield b[:, self.cols]
