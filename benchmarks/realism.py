@@ -16,7 +16,9 @@ Cell-level scores in a 30-PC space fitted on the real training cells: per-type M
 fixed across methods (the real cells' median distance), kNN two-sample AUC (0.5 ideal, equal sample sizes),
 train-on-synthetic accuracy on held-out cells (``tstr``); the same for the rare types (< 50 training cells)
 apart. Gene-level (counts-based rows): fraction-expressing MAE, variance log2 ratio, top-20 marker overlap,
-kNN mixing. Prints mean ± sd over seeds as markdown and writes JSON.
+kNN mixing, over all genes and, for scbranch rows whose model space was fitted on highly variable genes
+(``--fit-kwargs '{"n_top_genes": 2000}'``), over those genes apart (``*_hvg``). Prints mean ± sd over seeds as
+markdown and writes JSON.
 
     .venv/bin/python benchmarks/realism.py [--data zeisel human_kidney pbmc sim] [--seeds 0 1 2]
         [--rows default flat ...] [--fit-kwargs '{"n_comps": 50}'] [--peer-steps 12000] [--scvi-epochs 200]
@@ -55,6 +57,7 @@ ROWS = ["real", "decoder_floor", "default", "flat", "scvi", "scvi_decoder_floor"
         "peer"]
 CELL_KEYS = ["mmd", "auc_knn", "tstr", "rare_mmd", "rare_auc_knn"]
 GENE_KEYS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
+HVG_KEYS = [f"{k}_hvg" for k in GENE_KEYS]  # the same over the model's highly variable genes only
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -87,7 +90,7 @@ class Scorer:
         self.rare = [t for t in sizes.index if sizes[t] < RARE_CELLS]
         self.scales = metrics.mmd_scales(self.ev.z_test, self.ev.y_test)
 
-    def __call__(self, method: str, y_syn, *, x_syn=None, z_syn=None, **extra) -> dict:
+    def __call__(self, method: str, y_syn, *, x_syn=None, z_syn=None, genes=None, **extra) -> dict:
         ev, y_syn = self.ev, np.asarray(y_syn, str)
         z_syn = ev.project(x_syn) if z_syn is None else z_syn
         tab = metrics.per_type_quality(ev.z_test, ev.y_test, z_syn, y_syn, mmd_scales=self.scales,
@@ -101,6 +104,11 @@ class Scorer:
             g = metrics.gene_level_quality(self.x_test, ev.y_test, x_syn, y_syn, var_names=self.var_names,
                                            groupby=GROUPBY, random_state=self.seed)
             row |= {k: g[k] for k in GENE_KEYS}
+            if genes is not None:  # the model genes apart
+                g = metrics.gene_level_quality(self.x_test[:, genes], ev.y_test, x_syn[:, genes], y_syn,
+                                               var_names=self.var_names[genes], groupby=GROUPBY,
+                                               random_state=self.seed)
+                row |= {f"{k}_hvg": g[k] for k in GENE_KEYS}
         return row
 
 
@@ -117,14 +125,15 @@ def run_one(adata: ad.AnnData, seed: int, args) -> list[dict]:
         t0 = time.perf_counter()
         model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **options)
         fit_s = time.perf_counter() - t0
+        genes = getattr(model.representation, "genes_", None)  # highly variable genes, when fitted on them
         if floor_label:
             rec = model.reconstruct(train, random_state=seed)
-            rows.append(score(floor_label, rec.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(rec))))
+            rows.append(score(floor_label, rec.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(rec)), genes=genes))
         if label:
             t0 = time.perf_counter()
             syn = sb.tl.generate(model, sizes, random_state=seed, progress=False)
             rows.append(score(label, syn.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(syn)), fit_s=fit_s,
-                              generate_s=time.perf_counter() - t0))
+                              generate_s=time.perf_counter() - t0, genes=genes))
 
     if want & {"default", "decoder_floor"}:
         scbranch_rows("default" in want and "scbranch default", "decoder_floor" in want and "decoder floor: default",
@@ -182,7 +191,7 @@ def main():
     for name in args.data:
         adata = load(name, args.data_dir)
         df = pd.DataFrame([r for s in args.seeds for r in run_one(adata, s, args)])
-        print_mean_sd(df, "method", [*CELL_KEYS, *GENE_KEYS, "fit_s", "generate_s"],
+        print_mean_sd(df, "method", [*CELL_KEYS, *GENE_KEYS, *HVG_KEYS, "fit_s", "generate_s"],
                       f"{name} ({adata.n_obs} cells × {adata.n_vars} genes, {adata.obs[GROUPBY].nunique()} types)")
         results[name] = df.to_dict("list")
         _write_json(results, args.out)

@@ -12,6 +12,7 @@ from scipy import sparse
 
 from .. import _anndata
 from .. import _logging as logg
+from ._device import resolve as resolve_device
 from ._requests import plan
 
 __all__ = ["counts_of", "generate", "layout", "lognorm_of"]
@@ -32,6 +33,7 @@ def generate(
     obs_prefix: str | None = None,
     random_state: int = 0,
     progress: bool | None = None,
+    device: str = "auto",
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Generate synthetic cells per type by walking the model's branch tree from t=1 down.
@@ -78,6 +80,11 @@ def generate(
     progress
         A bar over the reverse-diffusion steps, shown only when sampling takes longer than half a second
         (``None``: at scanpy's verbosity >= 1; nothing is printed at 0).
+    device
+        Where the score network and the type classifier run: ``"auto"`` (a CUDA GPU when torch finds one, else
+        the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; a device torch does not find is an error.
+        Random draws stay on the CPU, so a seed draws the same noise everywhere (outputs on a GPU may still
+        differ in the last bits of its arithmetic). Decoding to genes runs on the CPU.
     obs_prefix
         Prefix of the new cells' ``obs_names`` (default ``"synthetic-{random_state}-"``, so that two calls
         with different seeds give distinct names).
@@ -116,12 +123,14 @@ def generate(
     start = logg.info(f"generating cells with {sampler}")
     random_state = _anndata.check_seed(random_state)
     _anndata.check_key(key_added)
+    resolve_device(device)  # a missing GPU is an error before any work
     if transform_batch is not None and not model.config.get("batch_key"):
         msg = "transform_batch= needs a model fitted with representation='scvi' and a batch_key"
         raise ValueError(msg)
     asked = plan(model, n_cells, proportions=proportions, random_state=random_state)
     cells, stats = model.sample(asked.per_type, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
-                                resample=resample, condition=condition, random_state=random_state, progress=progress)
+                                resample=resample, condition=condition, random_state=random_state, progress=progress,
+                                device=device)
     parts, used = [], dict.fromkeys(cells, 0)  # lay the cells out request by request (a type's cells are iid)
     for _, leaf, n in asked.rows:
         parts.append(cells[leaf][used[leaf]:used[leaf] + n])

@@ -33,6 +33,7 @@ from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
 from ._config import ModelConfig, SetupConfig, TrainConfig
 from ._config import options as config_options
+from ._device import on_device
 from ._io import load_dir, plain, save_dir
 from ._requests import plan
 from ._setup import prepare
@@ -366,6 +367,7 @@ class BranchedDiffusion:
         condition: Mapping[str, str] | None = None,
         random_state: int = 0,
         progress: bool | None = None,
+        device: str | torch.device = "auto",
     ) -> tuple[dict[str, np.ndarray], dict]:
         """Model-space cells per type and sampling stats (``nfe`` network calls, ``n_evals`` cell states
         evaluated: cells × steps).
@@ -378,7 +380,8 @@ class BranchedDiffusion:
         the parent's by the type classifier's posterior ratio, the shared branches carrying enough rows for it
         (see :func:`~scbranch.tl.generate`).
         ``condition``: ``{covariate: value}`` for a model fitted with ``condition_keys`` (keys left out, or
-        ``None``, are marginalized).
+        ``None``, are marginalized). ``device``: where the networks run (``"auto"``: a CUDA GPU if torch finds
+        one, else the CPU; see :mod:`scbranch.model._device`).
         """
         if not self.is_trained:
             msg = "the model is not trained; call model.train() or scbranch.tl.fit first"
@@ -397,6 +400,19 @@ class BranchedDiffusion:
         # how much of a parent's rows each resampling child keeps, measured at fit (older models: assume all)
         kept = self.config.get("branch_ess", {}) if resample else {}
         ess = {int(b): kept[n] for b, n in zip(self.branches["branch"], self.branches["node"]) if n in kept}
+        with on_device(self, device):
+            out, stats = self._walks(req, sample_fn, n_steps, spacing, shared, resampler, ess, condition, random_state,
+                                     progress)
+        stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
+                     nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
+                     resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
+                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
+                                         ensure_ascii=False),
+                     random_state=int(random_state))
+        return {ty: out[ty].numpy() for ty in req}, stats
+
+    def _walks(self, req, sample_fn, n_steps, spacing, shared, resampler, ess, condition, random_state, progress):
+        """The tree walks of :meth:`sample` (one, or one per type with ``shared=False``): cells and NFE counts."""
         eps_model = conditioned(self.module, condition_codes(self, condition))
         paths, bounds, heads = self.walk_layout()
         ts = get_times(n_steps, spacing=spacing, sde=self.module.sde)
@@ -411,13 +427,7 @@ class BranchedDiffusion:
                                         heads=heads, generator=gen, progress=bar, resample=resampler, ess=ess)
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
-        stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
-                     nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
-                     resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
-                     condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
-                                         ensure_ascii=False),
-                     random_state=int(random_state))
-        return {ty: out[ty].numpy() for ty in req}, stats
+        return out, stats
 
     def generate(self, n_cells: int | Mapping[str, int] = 100, **kwargs) -> ad.AnnData:
         """Synthetic cells per type as a new AnnData: :func:`scbranch.tl.generate` (options and keys written)."""

@@ -75,8 +75,8 @@ class PCARepresentation:
         centred implicitly so sparse blocks stay sparse (:func:`~._svd.blockwise_pca`). In memory and backed
         alike; the first block tells the number of genes. With many genes (see ``n_top_genes``) only the highly
         variable ones, selected on ``hvg_blocks`` (the same cells as they are in the input: ``hvg_kind``
-        "counts" or "lognorm"; default ``blocks``): loadings and mean are zero on the other genes, so every
-        cell is still projected from its whole row."""
+        "counts" or "lognorm"; default ``blocks``): loadings are zero on the other genes, so every cell is still
+        projected from its whole row."""
         n_genes = getattr(blocks, "n_genes", None) or next(iter(blocks)).shape[1]
         n_model = n_model_genes(self.n_top_genes, n_genes)
         self.genes_ = None if n_model is None else _hvg.select(
@@ -85,7 +85,9 @@ class PCARepresentation:
         fit_on = blocks if self.genes_ is None else _Columns(blocks, genes)
         mean, comps, sv, n = blockwise_pca(fit_on, len(genes), self.n_comps, random_state=random_state)
         self.n_comps = len(comps)  # at most cells − 1 and genes
-        self.mean_ = np.zeros(n_genes, np.float32)
+        # every gene's mean, the others' too (one more pass): inverse_transform (imputation, the residual decoder)
+        # puts a gene outside the model space at its mean; the projection's centring, μCᵀ, is the same either way
+        self.mean_ = _column_mean(blocks, n_genes) if self.genes_ is not None else mean.astype(np.float32)
         self.mean_[genes] = mean
         self.components_ = np.zeros((self.n_comps, n_genes), np.float32)
         self.components_[:, genes] = comps
@@ -214,3 +216,11 @@ class _Columns:
     def __iter__(self):
         for b in self.blocks:
             yield b[:, self.cols]
+
+
+def _column_mean(blocks, n_genes: int) -> np.ndarray:
+    n, total = 0, np.zeros(n_genes)
+    for b in blocks:
+        n += b.shape[0]
+        total += np.asarray(b.sum(0), dtype=np.float64).ravel()
+    return (total / max(n, 1)).astype(np.float32)

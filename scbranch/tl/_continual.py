@@ -13,6 +13,8 @@ from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
 from ..model._continual import transmute_path
+from ..model._device import on_device
+from ..model._device import resolve as resolve_device
 from ..model._generate import decoded_adata
 from ..sampling import get_sampler
 from ._concat import join
@@ -99,6 +101,7 @@ def transmute(
     sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
     n_steps: int = 200,
     random_state: int = 0,
+    device: str = "auto",
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Turn the cells of ``source`` in ``adata`` into ``target``: forward-noise them to the two types' shared
@@ -118,6 +121,9 @@ def transmute(
         The reverse process below ``time``.
     random_state, key_added
         Seed; key of what is written.
+    device
+        Where the networks run: ``"auto"`` (a CUDA GPU when torch finds one, else the CPU), ``"cpu"``, ``"cuda"``,
+        ``"mps"``; see :func:`~scbranch.tl.generate`.
 
     Returns
     -------
@@ -147,6 +153,7 @@ def transmute(
         msg = f"time must be in (0, 1], got {time}"
         raise ValueError(msg)
     sample_fn = get_sampler(sampler)
+    resolve_device(device)  # a missing GPU is an error before any work
     mask = (adata.obs[groupby].astype(str) == source).to_numpy()
     if not mask.any():
         msg = f"no cells of {source!r} in adata.obs[{groupby!r}]"
@@ -154,8 +161,9 @@ def transmute(
     start = logg.info(f"transmuting {mask.sum()} {source!r} cells into {target!r}")
     z = model.get_latent(adata[mask])
     gen = torch.Generator().manual_seed(int(random_state))
-    z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
-                                   n_steps=n_steps, generator=gen)
+    with on_device(model, device):
+        z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
+                                       n_steps=n_steps, generator=gen)
     obs = adata.obs[mask].copy()
     obs.index = obs.index.astype(str) + "-transmuted"
     obs[groupby] = pd.Categorical([target] * len(obs), categories=model.type_order)

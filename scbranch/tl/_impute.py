@@ -9,6 +9,8 @@ import pandas as pd
 from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
+from ..model._device import on_device
+from ..model._device import resolve as resolve_device
 from ..model._impute import impute_latent, measurement, ridge
 from ..model._types import type_probabilities
 
@@ -33,6 +35,7 @@ def impute(
     guidance: float = 1.0,
     random_state: int = 0,
     progress: bool | None = None,
+    device: str = "auto",
     key_added: str = "scbranch",
 ) -> ad.AnnData:
     """Complete cells measured on a subset of the model's genes, by posterior sampling with the branched
@@ -55,6 +58,9 @@ def impute(
         Scale of the measurement's likelihood gradient (1: the posterior; 0: ignore the measurements).
     random_state, progress, key_added
         Seed; progress bar; key of what is written.
+    device
+        Where the networks run: ``"auto"`` (a CUDA GPU when torch finds one, else the CPU), ``"cpu"``, ``"cuda"``,
+        ``"mps"``; see :func:`~scbranch.tl.generate`.
 
     Returns
     -------
@@ -69,6 +75,7 @@ def impute(
     _anndata.check_key(key_added)
     n_samples = _anndata.check_count(n_samples, what="n_samples")
     n_steps = _anndata.check_count(n_steps, what="n_steps")
+    resolve_device(device)  # a missing GPU is an error before any work
     if not hasattr(model.representation, "components_"):
         msg = f"impute needs a model with representation='pca' (this one: {model.representation.kind!r})"
         raise ValueError(msg)
@@ -96,11 +103,13 @@ def impute(
                    f"it knows {model.types}")
             raise ValueError(msg)
     else:
-        types, prob = _infer_types(model, ridge(A, mu, x_obs, s2=s2).astype(np.float32))
+        with on_device(model, device):
+            types, prob = _infer_types(model, ridge(A, mu, x_obs, s2=s2).astype(np.float32))
     start = logg.info(f"imputing {len(model.var_names) - len(measured)} genes of {adata_panel.n_obs} cells from "
                       f"{len(measured)} measured")
-    z = impute_latent(model, x_obs, (A, mu, s2), types, n_samples=n_samples, n_steps=n_steps, guidance=guidance,
-                      random_state=random_state, progress=progress)
+    with on_device(model, device):
+        z = impute_latent(model, x_obs, (A, mu, s2), types, n_samples=n_samples, n_steps=n_steps,
+                          guidance=guidance, random_state=random_state, progress=progress)
     full = model.representation.inverse_transform(z)
     full[:, measured] = x_obs
     obs = adata_panel.obs.copy()

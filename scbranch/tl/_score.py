@@ -10,6 +10,8 @@ from .. import _anndata
 from .. import _logging as logg
 from .._threads import torch_threads
 from ..model import BranchedDiffusion
+from ..model._device import on_device
+from ..model._device import resolve as resolve_device
 from ..model._types import type_scores
 from ..module import T_EPS
 
@@ -21,6 +23,7 @@ def score_types(
     threshold: float = 0.9,
     n_times: int = 50,
     random_state: int = 0,
+    device: str = "auto",
     key_added: str = "scbranch_types",
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -41,6 +44,9 @@ def score_types(
         Diffusion times on [T_EPS, 1] at which the probability curve is evaluated.
     random_state
         Seed of the noise draws.
+    device
+        Where the classifier runs: ``"auto"`` (a CUDA GPU when torch finds one, else the CPU), ``"cpu"``,
+        ``"cuda"``, ``"mps"``; see :func:`~scbranch.tl.generate`.
     key_added
         Prefix of the keys written.
     copy
@@ -74,9 +80,10 @@ def score_types(
         msg = ("the model has no type classifier: fit with type_classifier=True (the default); adding a cell type "
                "drops it")
         raise ValueError(msg)
+    resolve_device(device)  # a missing GPU is an error before any work
     start = logg.info(f"scoring {adata.n_obs} cells by type")
     z = model.get_latent(adata)
-    with torch_threads():
+    with torch_threads(), on_device(model, device):
         probs, curve, certain = type_scores(model, z, n_times=n_times, threshold=threshold,
                                             random_state=random_state)
     types = list(model.config["classifier"]["types"])  # types added later without their data are not scored
