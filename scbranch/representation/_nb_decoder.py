@@ -216,17 +216,22 @@ class NBDecoder:
         self.type_names, self.net = names, net
 
     @torch.no_grad()
-    def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Counts for model-space cells ``z`` of types ``labels`` with library sizes ``lib`` (Gamma–Poisson)."""
+    def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator,
+               genes: np.ndarray | None = None) -> np.ndarray:
+        """Counts for model-space cells ``z`` of types ``labels`` with library sizes ``lib`` (Gamma–Poisson), of
+        every gene or only of ``genes``."""
         labels = np.asarray(labels, dtype=str)
         missing = sorted(set(labels) - set(self.type_names))
         if missing:
             msg = f"the count decoder has no types {missing}"
             raise ValueError(msg)
         codes = torch.as_tensor([self.type_names.index(t) for t in labels], dtype=torch.int64)
-        rho = self.net.rho(torch.as_tensor(z, dtype=torch.float32), codes).double().numpy()
-        mu = rho * np.asarray(lib, np.float64)[:, None]
-        theta = self.net.log_theta[codes].exp().double().numpy()
+        rho = self.net.rho(torch.as_tensor(z, dtype=torch.float32), codes)
+        log_theta = self.net.log_theta[codes]
+        if genes is not None:
+            rho, log_theta = rho[:, genes], log_theta[:, genes]
+        mu = rho.double().numpy() * np.asarray(lib, np.float64)[:, None]
+        theta = log_theta.exp().double().numpy()
         rate = rng.gamma(theta, mu / theta)
         return rng.poisson(rate).astype(np.float32)
 

@@ -158,7 +158,12 @@ class PCARepresentation:
         """Counts for cells at model-space ``z``: of ``CANDIDATES`` draws from the count decoder, the one whose own
         projection lies nearest to ``z``. A real cell's coordinates already hold its sampling noise; an
         unconstrained draw adds that noise a second time along the very axes the cell was placed on. Keeping
-        the nearest draw approximates counts *given* their projection, p(x | transform(x) ≈ z)."""
+        the nearest draw approximates counts *given* their projection, p(x | transform(x) ≈ z). With a model
+        fitted on highly variable genes only those are drawn again for each candidate: the others are drawn once
+        (they move the projection only through the library's normalization)."""
+        genes = self.counts_decoder.genes
+        if genes is not None:
+            return self._draw_near_model_genes(z, labels, lib, norm, rng, genes)
         best, dist = None, None
         for _ in range(CANDIDATES):
             c = self.counts_decoder.sample(z, labels, lib, rng)
@@ -168,6 +173,17 @@ class PCARepresentation:
             else:
                 closer = d < dist
                 best[closer], dist[closer] = c[closer], d[closer]
+        return best
+
+    def _draw_near_model_genes(self, z, labels, lib, norm, rng, genes) -> np.ndarray:
+        best = self.counts_decoder.sample(z, labels, lib, rng)
+        dist = ((self.transform(norm(best)) - z) ** 2).sum(1)
+        for _ in range(CANDIDATES - 1):
+            c = best.copy()
+            c[:, genes] = self.counts_decoder.sample(z, labels, lib, rng, genes)
+            d = ((self.transform(norm(c)) - z) ** 2).sum(1)
+            closer = d < dist
+            best[closer], dist[closer] = c[closer], d[closer]
         return best
 
     def state_dict(self) -> dict[str, torch.Tensor]:
