@@ -11,7 +11,7 @@ representation (validation, normalization, PCA, projection of every cell), train
 decoder (count decoder and libraries), generate (``--generate`` cells).
 
     .venv/bin/python benchmarks/wide.py [--quick] [--cells 5000 20000] [--genes 2000 20000] [--steps 200]
-                                        [--decoder-steps 100]
+                                        [--decoder-steps 100] [--fit-kwargs '{"n_top_genes": "all"}']
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Stages:
         setattr(owner, attr, wrapped)
 
 
-def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0) -> dict:
+def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kwargs: str = "{}") -> dict:
     import scbranch as sb
     from scbranch import _anndata
     from scbranch.model import _model, _setup
@@ -129,11 +129,14 @@ def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0) -> dic
     with stages("read"):
         adata = ad.read_h5ad(path)
     with stages("fit"):
-        model = sb.tl.fit(adata, groupby="cell_type", max_steps=steps, progress=False)
+        model = sb.tl.fit(adata, groupby="cell_type", max_steps=steps or None, progress=False,
+                          model_kwargs=json.loads(fit_kwargs))
     with stages("generate"):
         syn = sb.tl.generate(model, n_generate // len(model.types), progress=False)
     csr_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20
+    genes = getattr(model.representation, "genes_", None)  # the model space's highly variable genes
     return {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "csr_mb": csr_mb, "stages": stages.rows,
+            "n_model_genes": adata.n_vars if genes is None else len(genes),
             "synthetic_sparse": bool(sparse.issparse(syn.layers["counts"])) if "counts" in syn.layers else None}
 
 
@@ -142,7 +145,7 @@ def run_point(n_cells: int, n_genes: int, args, tmp: Path) -> dict:
     if not path.exists():
         simulate(n_cells, n_genes, args.density).write_h5ad(path)
     cmd = [sys.executable, __file__, "--child", str(path), str(args.steps), str(args.generate),
-           str(args.decoder_steps)]
+           str(args.decoder_steps), json.dumps(args.fit_kwargs)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     path.unlink()
     if res.returncode:
@@ -156,7 +159,8 @@ STAGE_ORDER = ("read", "normalize", "representation", "training", "decoder", "ge
 def print_row(r: dict) -> None:
     cells = " | ".join(f"{r['stages'][s]['s']:7.1f} s {r['stages'][s]['peak_mb']:7.0f} MB" if s in r["stages"]
                        else f"{'–':>18}" for s in STAGE_ORDER)
-    print(f"| {r['n_cells']:>7,} | {r['n_genes']:>6,} | {r['csr_mb']:6.0f} MB | {cells} |", flush=True)
+    print(f"| {r['n_cells']:>7,} | {r['n_genes']:>6,} | {r['n_model_genes']:>6,} | {r['csr_mb']:6.0f} MB | {cells} |",
+          flush=True)
 
 
 def main() -> None:
@@ -164,20 +168,23 @@ def main() -> None:
     p.add_argument("--cells", type=int, nargs="+", default=[5000, 10000, 20000])
     p.add_argument("--genes", type=int, nargs="+", default=[2000, 5000, 10000, 20000])
     p.add_argument("--density", type=float, default=0.12)
-    p.add_argument("--steps", type=int, default=200, help="score-network steps (training is not the subject)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="score-network steps (training is not the subject; 0: fit's default and stopping rule)")
     p.add_argument("--generate", type=int, default=5000, help="synthetic cells generated")
     p.add_argument("--quick", action="store_true", help="2,000 cells × 2,000 and 5,000 genes")
     p.add_argument("--decoder-steps", type=int, default=0,
                    help="count-decoder steps (0: the default, 500-3,000); fewer shorten the run, not the memory")
-    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--fit-kwargs", type=json.loads, default={},
+                   help='JSON of model_kwargs, e.g. \'{"n_top_genes": "all"}\' (every gene in the model space)')
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], *map(int, args.child[1:]))))
+        print(json.dumps(child(args.child[0], *map(int, args.child[1:4]), args.child[4])))
         return
     if args.quick:
         args.cells, args.genes, args.generate = [2000], [2000, 5000], 1000
-    print("| cells | genes | CSR | " + " | ".join(f"{s} (time, peak RSS)" for s in STAGE_ORDER) + " |")
-    print("|" + "---|" * (3 + len(STAGE_ORDER)))
+    print("| cells | genes | model genes | CSR | " + " | ".join(f"{s} (time, peak RSS)" for s in STAGE_ORDER) + " |")
+    print("|" + "---|" * (4 + len(STAGE_ORDER)))
     with tempfile.TemporaryDirectory() as tmp:
         for n_cells in args.cells:
             for n_genes in args.genes:
