@@ -86,6 +86,15 @@ def fit(
         by scVI's likelihood. ``"pca"``: ``n_comps`` PCs of log-normalized expression, each standardized. By default
         15 PCs below 2,000 cells and 30 above: on pbmc68k_reduced (700 cells) 30 PCs gave over-dispersed
         samples (99th-percentile norm 11.0 vs 7.7 for real cells); 15 PCs stayed close (6.8 vs 5.6).
+        With many genes the PCs are those of the highly variable genes (``model_kwargs={"n_top_genes": ...}``:
+        ``"auto"``, the default, keeps every gene up to 5,000 and else takes 3,000; an integer: that many;
+        ``None``, ``0`` or ``"all"``: every gene), chosen as ``sc.pp.highly_variable_genes`` chooses them — flavour
+        ``"seurat_v3"`` on raw counts, scanpy's default ``"seurat"`` on log-normalized input — from the training
+        cells, without densifying them, in memory and backed alike. Synthetic cells still have every gene of the
+        input: the count decoder's network predicts the highly variable genes and the share of the library on the
+        others, which is split over them by the type's proportions (their NB dispersion per type and gene, as for
+        all genes). Written to ``.uns[key_added]["params"]["n_top_genes"]``; the model genes are
+        ``model.representation.genes_`` (indices into ``var_names``).
     layer
         Read expression from ``.layers[layer]`` (default ``.X``; ``model_kwargs={"use_raw": True}``: ``.raw``).
     batch_key
@@ -115,13 +124,13 @@ def fit(
         when the validation loss stops improving.
     model_kwargs
         Further fields of :class:`~scbranch.model.SetupConfig` (``use_raw``, ``input_kind``, ``min_cells``,
-        ``drop_small``: types with fewer cells are an error or dropped; ``ontology_key``, ``ontology_mapping``
-        for ``hierarchy="cl"``) and :class:`~scbranch.model.ModelConfig` (``width``, ``n_blocks``, ``dropout``,
-        ``beta_min``, ``beta_max``; ``softness`` for component-wise noise schedules, coarse to fine — off by
-        default, as in ``benchmarks/schedules.py`` it did not beat standard diffusion: pbmc68k MMD 0.062 / kNN
-        AUC 0.642 at softness 4 vs 0.064 / 0.606; ``type_classifier``, the noise-conditioned classifier behind
-        :func:`~scbranch.tl.score_types` and ``generate``'s resampling at branch points; ``branched=False``, the flat
-        label-conditional baseline in the same code).
+        ``drop_small``: types with fewer cells are an error or dropped; ``ontology_key``, ``ontology_mapping`` for
+        ``hierarchy="cl"``) and :class:`~scbranch.model.ModelConfig` (``n_top_genes``, see ``representation``;
+        ``width``, ``n_blocks``, ``dropout``, ``beta_min``, ``beta_max``; ``softness`` for component-wise noise
+        schedules, coarse to fine — off by default, as in ``benchmarks/schedules.py`` it did not beat standard
+        diffusion: pbmc68k MMD 0.062 / kNN AUC 0.642 at softness 4 vs 0.064 / 0.606; ``type_classifier``, the
+        noise-conditioned classifier behind :func:`~scbranch.tl.score_types` and ``generate``'s resampling at branch
+        points; ``branched=False``, the flat label-conditional baseline in the same code).
     train_kwargs
         Fields of :class:`~scbranch.model.TrainConfig`: ``batch_size``, ``lr``, the stopping rule (``stop_tol``,
         ``stop_window``, ``min_steps``; ``stop_tol=0`` trains all ``max_steps``), ``max_epochs``,
