@@ -64,9 +64,11 @@ def test_model_space_on_hvgs_counts_for_all_genes(wide):
     counts = syn.X.toarray()
     np.testing.assert_array_equal(counts, np.round(counts))
     assert (counts[:, others] > 0).any()  # the genes outside the model space are decoded too
-    # ... at about the real cells' level per gene (type proportions × library size)
-    real = before.X.toarray()
-    r = np.corrcoef(np.log1p(real[:, others].mean(0)), np.log1p(counts[:, others].mean(0)))[0, 1]
+    # ... at the real cells' level per gene: the real cells decoded from their own coordinates (the score network
+    # is barely trained here, so generated coordinates would say little)
+    real, rec = before.X.toarray(), model.reconstruct(before, random_state=0)
+    rec = rec.X.toarray()  # counts in, counts out
+    r = np.corrcoef(np.log1p(real[:, others].mean(0)), np.log1p(rec[:, others].mean(0)))[0, 1]
     assert r > 0.9
 
 
@@ -87,7 +89,7 @@ def test_models_over_all_genes_keep_their_format(toy_model, tmp_path):
     model, _ = toy_model
     model.save(tmp_path / "m")
     state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)["representation"]
-    assert "genes" not in state and not any(k.endswith((".genes", ".rest", ".rest_share")) for k in state)
+    assert "genes" not in state and not any(k.endswith((".genes", ".rest")) or "rest_lin" in k for k in state)
     assert "n_model" not in model.representation.meta()["counts_decoder"]
     loaded = sb.BranchedDiffusion.load(tmp_path / "m")
     assert loaded.representation.genes_ is None and loaded.representation.counts_decoder.genes is None
