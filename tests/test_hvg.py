@@ -120,3 +120,16 @@ def test_bad_n_top_genes_is_a_clear_error(toy_adata, bad):
 def test_n_top_genes_goes_with_pca(toy_adata):
     with pytest.raises(ValueError, match="representation='pca'"):
         sb.tl.fit(toy_adata.copy(), groupby="cell_type", representation="scvi", **fast(n_top_genes=30))
+
+
+def test_add_cell_type_keeps_every_gene(wide):
+    """A type added to a model over highly variable genes decodes every gene; the old types are unchanged."""
+    _, _, before = wide
+    old = before[before.obs["cell_type"] != "C"].copy()
+    model = sb.tl.fit(old, groupby="cell_type", random_state=0, **fast(max_steps=20, n_top_genes=N_TOP))
+    z = np.zeros((4, model.representation.n_features), np.float32)
+    a = model.decode(z, ["A"] * 4, random_state=0).counts.toarray()
+    grown = sb.tl.add_cell_type(before[before.obs["cell_type"] == "C"].copy(), model, max_steps=20, progress=False)
+    np.testing.assert_array_equal(grown.decode(z, ["A"] * 4, random_state=0).counts.toarray(), a)
+    c = grown.decode(z, ["C"] * 4, random_state=0).counts.toarray()
+    assert c.shape == (4, before.n_vars) and c.sum() > 0
