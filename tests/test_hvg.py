@@ -89,7 +89,7 @@ def test_models_over_all_genes_keep_their_format(toy_model, tmp_path):
     model, _ = toy_model
     model.save(tmp_path / "m")
     state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)["representation"]
-    assert "genes" not in state and not any(k.endswith((".genes", ".rest")) or "rest_lin" in k for k in state)
+    assert "genes" not in state and not any(k.endswith((".genes", ".rest")) or "rest_out" in k for k in state)
     assert "n_model" not in model.representation.meta()["counts_decoder"]
     loaded = sb.BranchedDiffusion.load(tmp_path / "m")
     assert loaded.representation.genes_ is None and loaded.representation.counts_decoder.genes is None

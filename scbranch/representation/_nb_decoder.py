@@ -16,16 +16,17 @@ The type bias ``b_type`` restores genes the representation cannot hold (above al
 own directions a PCA fitted without it lacks); it has a Gaussian prior around 0. New types get their own bias
 and dispersion with the network frozen: the old types decode exactly as before.
 
-Model genes and the others: when the representation was fitted on highly variable genes (``genes``), only those
-go through the hidden layer; every other gene's logit is a linear function of the cell's coordinates
-(``rest_lin``, n_features wide instead of ``HIDDEN``), in the same softmax. A 512 → 20,000 output layer was 1,097
-of the 1,122 s of a fit at 5,000 × 20,000; with 3,000 model genes the layers hold 512 × 3,000 + 30 × 17,000
-weights instead of 512 × 20,000, and the cost follows the model genes. Cheaper models of the other genes lost the
-cells' state (zeisel with 2,000 of its 4,000 genes as model genes, seed 0, decode(encode(training cells)) against
-held-out cells, per-type MMD / kNN AUC): each type's pooled proportions 0.154 / 0.795, proportions of ~30-cell
-neighbourhoods in model space 0.115 / 0.776, the linear map 0.017 / 0.597, the full network over every gene
-0.018 / 0.582 (all genes in the model space: 0.022 / 0.580). What the mean misses comes back as independent
-per-gene noise, which over thousands of genes moves cells off the real ones.
+Model genes and the others: when the representation was fitted on highly variable genes (``genes``), those get
+the full output layer of the hidden units; every other gene's logit comes from the same hidden units through a
+rank-``REST_RANK`` map (``rest_out``), in the same softmax. A 512 → 20,000 output layer was 1,097 of the 1,122 s
+of a fit at 5,000 × 20,000; with 3,000 model genes the output weights are 512 × 3,000 + 512 × 64 + 64 × 17,000
+instead of 512 × 20,000 (a quarter), and the cost follows the model genes. Zeisel with 2,000 of its 4,000 genes as
+model genes (seed 0, decode(encode(training cells)) against held-out cells, per-type MMD / kNN AUC): rank 64 from
+the hidden units 0.019 / 0.570; the full output layer over every gene 0.018 / 0.582; every gene in the model
+space 0.022 / 0.580. Cheaper models of the other genes lost the cells' state: a linear map of the coordinates
+0.017 / 0.597, each type's pooled proportions 0.154 / 0.795, proportions of ~30-cell neighbourhoods in model space
+0.115 / 0.776 — what the mean misses comes back as independent per-gene noise, which over thousands of genes moves
+cells off the real ones.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ STEP_RANGE, PASSES = (500, 3000), 200
 PRIOR_CELLS = 20.0  # weight of the gene's pooled dispersion in a type's estimate, in cells
 MAX_CELLS = 2000  # cells per type the dispersion is estimated from
 BLOCK_VALUES = 2**23  # of those, this many (cells × genes) values dense at a time: 64 MB in float64
+REST_RANK = 64  # the genes outside the model space: logits through a rank-64 map of the hidden layer
 LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈ Poisson)
 
 
@@ -72,13 +74,16 @@ class _Net(nn.Module):
         self.register_buffer("phi_gene", torch.zeros(n_genes))
         self.split = split
         if split:  # registered only then: models over all genes keep the state they always had
-            self.rest_lin = nn.Linear(n_features, n_genes - n_model)
+            self.rest_out = nn.Sequential(nn.Linear(hidden, REST_RANK), nn.Linear(REST_RANK, n_genes - n_model))
             self.register_buffer("genes", torch.zeros(n_model, dtype=torch.int64))
             self.register_buffer("rest", torch.zeros(n_genes - n_model, dtype=torch.int64))
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Without the type bias; with a split, in the order model genes, then the others."""
-        return torch.cat([self.mlp(z), self.rest_lin(z)], 1) if self.split else self.mlp(z)
+        if not self.split:
+            return self.mlp(z)
+        h = self.mlp[1](self.mlp[0](z))  # the hidden layer, shared
+        return torch.cat([self.mlp[2](h), self.rest_out(h)], 1)
 
     def rho(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Each cell's expected share of its library on every gene (in the genes' order)."""
@@ -188,7 +193,7 @@ class NBDecoder:
         # fit a copy and swap it in at the end: an interrupted call leaves the decoder as it was
         old, net = len(self.type_names), copy.deepcopy(self.net)
         frozen = net.type_bias.data.clone()
-        shared = [*net.mlp.parameters(), *(net.rest_lin.parameters() if net.split else [])]
+        shared = [*net.mlp.parameters(), *(net.rest_out.parameters() if net.split else [])]
         for p in shared:
             p.requires_grad_(False)
         net.type_bias = nn.Parameter(torch.cat([frozen, torch.zeros(len(new), self.n_genes)]))
