@@ -91,9 +91,9 @@ def fit(
         ``None``, ``0`` or ``"all"``: every gene), chosen as ``sc.pp.highly_variable_genes`` chooses them — flavour
         ``"seurat_v3"`` on raw counts, scanpy's default ``"seurat"`` on log-normalized input — from the training
         cells, without densifying them, in memory and backed alike. Synthetic cells still have every gene of the
-        input: the count decoder's mean is one softmax over every gene, the highly variable genes through its
-        hidden layer and the others a linear map of the cell's coordinates (each gene with its NB dispersion per
-        type, as before). Written to ``.uns[key_added]["params"]["n_top_genes"]``; the model genes are
+        input: the count decoder's mean is one softmax over every gene, the highly variable genes through a full
+        output layer of its hidden units and the others through a rank-64 map of the same units (each gene with its
+        NB dispersion per type, as before). Written to ``.uns[key_added]["params"]["n_top_genes"]``; the model genes are
         ``model.representation.genes_`` (indices into ``var_names``).
     layer
         Read expression from ``.layers[layer]`` (default ``.X``; ``model_kwargs={"use_raw": True}``: ``.raw``).
