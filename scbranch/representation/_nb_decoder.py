@@ -58,8 +58,9 @@ LOG_THETA = (-4.0, 8.0)  # θ between ~0.02 (very over-dispersed) and ~3000 (≈
 
 
 class _Net(nn.Module):
-    """The mean over every gene: a hidden layer for ``n_model`` genes (all ``n_genes`` when ``None``) and a linear
-    map for the others (see the module docstring); the per-type dispersions of every gene."""
+    """The mean over every gene: the hidden units' full output layer for ``n_model`` genes (all ``n_genes`` when
+    ``None``) and a rank-``REST_RANK`` map of them for the others (see the module docstring); the per-type
+    dispersions of every gene."""
 
     def __init__(self, n_features: int, n_genes: int, n_types: int, hidden: int = HIDDEN,
                  n_model: int | None = None):
@@ -100,7 +101,7 @@ class NBDecoder:
 
     def __init__(self, n_features: int, n_genes: int, genes: np.ndarray | None = None):
         self.n_features, self.n_genes = n_features, n_genes
-        # the genes the network models (sorted indices; None: all), the others by their type's proportions
+        # the genes with the full output layer (sorted indices; None: all); the others through the rank-64 map
         self.genes = None if genes is None or len(genes) >= n_genes else np.asarray(genes, np.int64)
         self.type_names: list[str] = []
         self.net: _Net | None = None
