@@ -130,7 +130,7 @@ def _fit(args) -> int:
                    representation=args.representation, batch_key=args.batch_key, max_steps=args.max_steps,
                    condition_keys=args.condition_keys, sharing=args.sharing, n_comps=args.n_comps,
                    random_state=args.seed, progress=False if args.no_progress else None,
-                   model_kwargs={"use_raw": args.use_raw, "branched": not args.flat},
+                   model_kwargs={"use_raw": args.use_raw, "branched": not args.flat, "n_top_genes": args.n_top_genes},
                    train_kwargs={"accelerator": args.accelerator, "devices": args.devices, "strategy": args.strategy})
     model.save(out, overwrite=args.overwrite)
     from . import pl
@@ -157,6 +157,17 @@ def _read(path: Path, *, backed: bool = False):
         raise ValueError(msg) from None
 
 
+def _top_genes(value: str):
+    """``--n-top-genes``: 'auto', 'all' or a whole number."""
+    if value in ("auto", "all"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        msg = f"expected 'auto', 'all' or a whole number, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _hierarchy(value: str | None, adata):
     """``--hierarchy``: 'data', 'cl', a Newick string or file, an ontology file, or comma-separated obs columns
     (annotation levels, coarse to fine)."""
@@ -176,7 +187,8 @@ def _generate(args) -> int:
     if args.types:
         n_cells = dict.fromkeys(args.types, args.n)
     syn = tl.generate(model, n_cells, sampler=args.sampler, n_steps=args.n_steps, random_state=args.seed,
-                      transform_batch=args.transform_batch, progress=False if args.no_progress else None)
+                      transform_batch=args.transform_batch, progress=False if args.no_progress else None,
+                      device=args.device)
     syn.write_h5ad(args.out)
     logg.info(f"wrote {syn.n_obs} synthetic cells to {args.out}")
     return 0
@@ -212,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="categorical obs columns (donor, batch, condition) to condition the model on")
     f.add_argument("--n-comps", type=int, default=None,
                    help="model-space dimensions (PCs, or scVI's latent; default: by data size)")
+    f.add_argument("--n-top-genes", type=_top_genes, default="auto", metavar="N",
+                   help="fit the model space on N highly variable genes ('auto': every gene up to 5,000, else "
+                        "3,000; 'all': every gene); counts are decoded for every gene (default: %(default)s)")
     f.add_argument("--layer", default=None, help="read expression from this layer instead of .X")
     f.add_argument("--use-raw", action="store_true", help="read expression from .raw")
     f.add_argument("--representation", choices=["pca", "scvi"], default="pca",
@@ -242,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--n-steps", type=int, default=None, help="sampler steps (default: per sampler)")
     g.add_argument("--transform-batch", default=None,
                    help="scVI models with a batch key: decode every cell in this batch (default: the type's batches)")
+    g.add_argument("--device", default="auto",
+                   help="where the networks run: auto (a CUDA GPU when torch finds one), cpu, cuda "
+                        "(default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="random_state (default: %(default)s)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     for sp in (p, f, g):  # --quiet also after the sub-command (scbranch fit data.h5ad --quiet)
