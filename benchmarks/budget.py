@@ -20,7 +20,7 @@ import numpy as np
 from _common import GROUPBY, Evaluator, write_json
 
 import scbranch as sb
-from scbranch._anndata import to_lognorm
+from scbranch._normalize import to_lognorm
 from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
 
 

@@ -12,7 +12,6 @@ and the wall time of each. Prints markdown tables, writes JSON.
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 from pathlib import Path
 
@@ -54,7 +53,9 @@ def main():
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "continual.json")
     args = parser.parse_args()
-    logging.getLogger("scbranch").setLevel(logging.WARNING)
+    import scanpy as sc
+
+    sc.settings.verbosity = 1  # scbranch logs through scanpy: warnings only
     train, test = split_pbmc()
     ev = Evaluator(train, test)
     is_new = (train.obs[GROUPBY] == args.new_type).to_numpy()

@@ -34,7 +34,7 @@ from sparse import GCXS
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch._anndata import to_lognorm
+from scbranch._normalize import to_lognorm
 from scbranch.model._generate import counts_of  # syn.X holds counts after counts in
 from scbranch.representation._scvi import _counts_adata
 

@@ -84,7 +84,7 @@ class Scorer:
     def __init__(self, train, test):
         def lognorm(a):
             x = _dense(a.X)
-            return sb._anndata.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
+            return sb._normalize.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
 
         tr, te = train.copy(), test.copy()
         tr.X, te.X = lognorm(train), lognorm(test)

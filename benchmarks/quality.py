@@ -106,7 +106,7 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
 def simulated_split(random_state=0):
     adata = simulated_counts(random_state)
     counts = adata.copy()
-    adata.X = sb._anndata.to_lognorm(adata.X, "counts")
+    adata.X = sb._normalize.to_lognorm(adata.X, "counts")
     rng = np.random.default_rng(random_state)
     test = np.zeros(adata.n_obs, bool)
     for t in adata.obs[GROUPBY].unique():

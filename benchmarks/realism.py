@@ -72,7 +72,7 @@ def load(name: str, data_dir: Path) -> ad.AnnData:
 
 
 def lognorm(x) -> np.ndarray:
-    return sb._anndata.to_lognorm(_dense(x), "counts")
+    return sb._normalize.to_lognorm(_dense(x), "counts")
 
 
 class Scorer:

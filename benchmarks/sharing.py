@@ -53,7 +53,7 @@ def data_sets(names, per_type):
 
 def lognorm(a):
     x = _dense(a.X)
-    return sb._anndata.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
+    return sb._normalize.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
 
 
 def quality(ev: Evaluator, syn, rare) -> dict:

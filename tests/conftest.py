@@ -35,6 +35,19 @@ def toy_model(toy_adata):
     return model, adata
 
 
+@pytest.fixture
+def scanpy_log():
+    """What scbranch logs, as text: scanpy's log file (scbranch logs through scanpy's logger) set to a buffer."""
+    import io
+
+    import scanpy as sc
+
+    before, buffer = sc.settings.logfile, io.StringIO()
+    sc.settings.logfile = buffer
+    yield buffer
+    sc.settings.logfile = before
+
+
 def dense(x) -> np.ndarray:
     return x.toarray() if sparse.issparse(x) else np.asarray(x)
 

@@ -6,7 +6,7 @@ from scipy import sparse
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.representation import recover_counts
+from scbranch._normalize import recover_counts
 
 from .conftest import dense, fast
 

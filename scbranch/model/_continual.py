@@ -22,8 +22,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import _anndata
 from .. import _logging as logg
 from ..hierarchy import SeparationTest, n_ref_for
+from ..sampling import get_times, sample_tree
+from ._conditions import condition_codes, conditioned
+from ._training import train_module
 
 
 def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_reference: int = 200,
@@ -46,12 +50,8 @@ def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: floa
                    generator: torch.Generator, condition=None) -> tuple[np.ndarray, float]:
     """Forward-noise ``z`` to the source/target branch time (or ``time``) and reverse down target's branches
     (under covariates ``condition``, for :func:`~scbranch.tl.transfer`)."""
-    from ..sampling import get_times, sample_tree
-    from ._conditions import condition_codes, conditioned
-
     if time is None:
-        lca = [n for n in model.hierarchy.root.traverse() if {source, target} <= set(n.leaves())][-1]
-        time = float(lca.time)
+        time = float(model.hierarchy.node(model.hierarchy.lca(source, target)).time)
     x0 = torch.as_tensor(z, dtype=torch.float32)
     t = torch.full((len(x0),), time)
     xt, _, _ = model.module.sde.marginal(x0, t, torch.randn(x0.shape, generator=generator))
@@ -71,8 +71,6 @@ def transmute_path(model, z: np.ndarray, source: str, target: str, *, time: floa
 def add_cell_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: str = "heads", max_steps: int,
                    n_replay: int = 300, random_state: int = 0, progress: bool | None = None) -> dict:
     """Add the types in ``labels_new`` to ``model`` in place (see module docstring); returns a report."""
-    from ._training import train_module
-
     old_types = list(model.types)
     placements = place_new_types(model, z_new, labels_new, random_state=random_state)
     replay = None
@@ -131,8 +129,6 @@ def add_from_adata(model, adata_new, *, groupby: str | None = None, mode: str = 
     """:meth:`BranchedDiffusion.add_cell_type`: validate the new cells, then place, train and extend the decoder
     on a working copy committed only when all of it succeeded. The report adds ``latent`` (the new cells in
     model space)."""
-    from .. import _anndata
-
     _anndata.check_steps(max_steps)
     random_state = _anndata.check_seed(random_state)
     if mode not in ("heads", "replay"):

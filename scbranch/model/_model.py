@@ -19,20 +19,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
+from .._normalize import counts_info
 from .._progress import sampling_bar
 from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..module._network import upgrade_state_dict
 from ..module._shapes import check_shapes
-from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
+from ..representation import REPRESENTATIONS, Decoded, DecoderData
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
 from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
 from ._config import ModelConfig, SetupConfig, TrainConfig
 from ._config import options as config_options
+from ._continual import add_from_adata
+from ._generate import decoded_adata, generate
 from ._io import load_dir, plain, save_dir
 from ._requests import plan
 from ._setup import prepare
@@ -216,7 +219,7 @@ class BranchedDiffusion:
     def get_lognorm(self, adata: ad.AnnData) -> np.ndarray:
         """Log-normalized expression of ``adata`` on the model's genes, read and checked as at fit time."""
         X, kind = self._read(adata)
-        return _anndata.to_lognorm(X, kind)
+        return _normalize.to_lognorm(X, kind)
 
     def get_input(self, adata: ad.AnnData):
         """What the representation reads: log-normalized expression (PCA) or raw counts (scVI)."""
@@ -224,8 +227,8 @@ class BranchedDiffusion:
 
     def _as_input(self, X, kind):
         if self.representation.input == "lognorm":
-            return _anndata.lognorm(X, kind)  # sparse stays sparse
-        return _anndata.to_counts(X, kind)
+            return _normalize.lognorm(X, kind)  # sparse stays sparse
+        return _normalize.to_counts(X, kind)
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
         key = self.config.get("batch_key")
@@ -277,8 +280,6 @@ class BranchedDiffusion:
         held-out real cells like generated cells, it is the best any diffusion in this model space can reach
         (``benchmarks/realism.py``, the demo's table). Returns an AnnData like :meth:`generate`'s, one cell per
         cell of ``adata``, with its ``obs_names``."""
-        from ._generate import decoded_adata
-
         labels = _anndata.check_obs_column(adata, self.groupby, what="groupby")
         unknown = sorted(set(labels) - set(self.types))
         if unknown:
@@ -287,11 +288,6 @@ class BranchedDiffusion:
         obs = pd.DataFrame({self.groupby: pd.Categorical(labels, categories=self.type_order)},
                            index=adata.obs_names.copy())
         return decoded_adata(self, self.get_latent(adata), labels, obs, random_state=random_state)
-
-    def to_genes(self, z: np.ndarray, labels, *, random_state: int | None = 0) -> np.ndarray:
-        """Dense log-normalized expression of model-space cells (see :meth:`decode`)."""
-        X = self.decode(z, labels, random_state=random_state).X
-        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
     def train(self, max_steps: int | None = None, *, progress: bool | None = None,
@@ -421,8 +417,6 @@ class BranchedDiffusion:
 
     def generate(self, n_cells: int | Mapping[str, int] = 100, **kwargs) -> ad.AnnData:
         """Synthetic cells per type as a new AnnData: :func:`scbranch.tl.generate` (options and keys written)."""
-        from ._generate import generate
-
         return generate(self, n_cells, **kwargs)
 
     def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> BranchedDiffusion:
@@ -430,8 +424,6 @@ class BranchedDiffusion:
         :func:`scbranch.tl.add_cell_type` (options). Returns the model (as ``tl.add_cell_type`` does); the report
         (``placements``: (new type, anchor type, branch time); ``trained_heads``; ``history``; ``latent``: the new
         cells in model space) is kept in :attr:`last_added`."""
-        from ._continual import add_from_adata
-
         self.last_added = add_from_adata(self, adata_new, **kwargs)
         return self
 

@@ -1,4 +1,4 @@
-"""Step 1 of :func:`scbranch.tl.fit`: validate the expression matrix and put every cell in model space.
+"""Setting up a model, its first part: validate the expression matrix and put every cell in model space.
 
 The PCA representation reads the matrix in log-normalized row blocks, in memory and backed alike (sparse blocks
 stay sparse; see :mod:`scbranch._chunks`): it is fitted by a blockwise randomized PCA and every cell projected a
@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
 from .._interrupt import interruptible
-from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info, recover_counts
+from .._normalize import counts_info, recover_counts
+from ..representation import DecoderData, PCARepresentation, SCVIRepresentation
 
 
 @dataclass
@@ -29,7 +30,6 @@ class Represented:
     var_names: pd.Index
     z_all: np.ndarray  # every cell in model space
     decoder: DecoderData  # the cells the decoder is fitted on
-    chunked: bool
 
 
 def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, representation: str,
@@ -74,7 +74,7 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
         rep.fit_blocks(_chunks.LognormBlocks(X, kind, train_mask), random_state=random_state)
         z_all = _chunks.transform(rep, X, kind)
         x_rows = sparse.csr_matrix(_chunks.read_rows(X, rows))  # the decoder's cells: sparse even from dense input
-        x_dec = _anndata.lognorm(x_rows, kind)
+        x_dec = _normalize.lognorm(x_rows, kind)
     else:
         x_in = X if recovered is None else recovered.counts
         bt = batch[train_mask] if batch is not None else None
@@ -86,4 +86,4 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, r
     logg.info(f"    {rep.n_features} {representation} components; decoding "
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
     dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None, z_all[rows])
-    return Represented(rep, kind, var_names, z_all, dec, chunked)
+    return Represented(rep, kind, var_names, z_all, dec)

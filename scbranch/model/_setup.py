@@ -42,7 +42,7 @@ class Prepared:
     c: np.ndarray | None  # their covariate codes (n, K), with condition_keys
     z_all: np.ndarray  # every cell of the AnnData in model space
     decoder: DecoderData  # the real cells the decoder is fitted on
-    source: str  # "cl", "data" or "given"
+    source: str  # where the tree came from: "data", "given", "levels", "cl" or "ontology file"
     branch_points: pd.DataFrame | None  # only when branch times were calibrated here
     curves: dict | None
 

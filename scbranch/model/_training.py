@@ -140,7 +140,7 @@ class DiffusionTask(pl.LightningModule):
         # (CPU only: on CUDA torch already uses its multi-tensor path, and AMP's gradient unscaling forbids fused)
         fused = all(p.device.type == "cpu" for p in self.trainable)
         opt = torch.optim.AdamW(self.trainable, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
-        if self.schedule == "onecycle":  # the previous default, kept for benchmarks/fit_time.py
+        if self.schedule == "onecycle":  # annealed over a fixed budget: add_cell_type's fine-tuning (and fit_time.py)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.max_steps,
                                                         pct_start=0.1)
         else:
@@ -232,9 +232,9 @@ def train_module(
     ``stop_tol``, ``stop_window``, ``min_steps``: the :class:`StopRule` (``stop_tol=0`` trains all ``max_steps``;
     ``stop_window=None``: :func:`default_window` of the training cells).
     ``schedule``: ``"constant"`` LR after a warm-up (default) or ``"onecycle"`` over ``max_steps`` (the previous
-    default). ``params`` restricts the trainable parameters (used to train only some branches). ``checkpoint_dir``
-    keeps Lightning checkpoints of the last and the best validation step; ``trainer_kwargs`` go to
-    ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
+    default; the fixed fine-tuning budget of ``add_cell_type``). ``params`` restricts the trainable parameters (used
+    to train only some branches). ``checkpoint_dir`` keeps Lightning checkpoints of the last and the best validation
+    step; ``trainer_kwargs`` go to ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
     """
     if schedule not in ("constant", "onecycle"):
         msg = f"schedule must be 'constant' or 'onecycle', got {schedule!r}"

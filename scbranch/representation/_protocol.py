@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from ._library import CountsInfo
+from .._normalize import CountsInfo
 
 
 @dataclass

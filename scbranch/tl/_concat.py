@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
 from ..model._generate import lognorm_of
 
@@ -113,7 +113,7 @@ def join(adata: ad.AnnData, syn: ad.AnnData | None, model=None, *, groupby: str 
             lognorm_syn = sparse.csr_matrix(lognorm_of(syn) if layer is None else syn.X, dtype=np.float32)
     layers = {}
     if kind == "counts":  # counts in .X for both: their log-normalized form beside them, for sc.pp.pca directly
-        layers["lognorm"] = sparse.vstack([sparse.csr_matrix(_anndata.to_lognorm(x_real, "counts")),
+        layers["lognorm"] = sparse.vstack([sparse.csr_matrix(_normalize.to_lognorm(x_real, "counts")),
                                            lognorm_syn], format="csr")
 
     obs = _obs(adata.obs, None if syn is None else syn.obs, groupby, flag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Literal
 
@@ -61,8 +62,6 @@ def transfer(
     ``[f"{key}_original"]``; ``.obsm[f"X_{key_added}"]`` (model space); ``.uns[key_added]["transfer"]``
     (condition as JSON, time, sampler, n_steps, random_state).
     """
-    import json
-
     adata, model = _anndata.adata_first(adata, model, "transfer")
     random_state = _anndata.check_seed(random_state)
     _anndata.check_key(key_added)
