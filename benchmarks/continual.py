@@ -20,7 +20,7 @@ import torch
 from _common import GROUPBY, Evaluator, fit, split_pbmc, timer, write_json
 
 import scbranch as sb
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 from scbranch.model._training import train_module
 
 

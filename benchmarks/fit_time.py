@@ -35,7 +35,7 @@ from _common import fit as fit_options
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 from scbranch.model._training import STOP_TOL, STOP_WINDOW, StopRule
 
 PREVIOUS_DEFAULT = {

@@ -24,7 +24,7 @@ from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, ti
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
 

@@ -22,7 +22,7 @@ from _common import GROUPBY, Evaluator, split_pbmc, write_json
 from quality import simulated_split
 
 import scbranch as sb
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 SOFTNESS = [None, 4.0, 1.0, 0.25]
 # (sampler, steps, spacing): ~50 NFE per trajectory each, against the 1000-step Euler–Maruyama reference

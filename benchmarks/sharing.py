@@ -29,7 +29,7 @@ from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, 
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 RARE = 50
 

@@ -96,7 +96,7 @@ def _gene_level(model, adata, random_state: int) -> dict:
     import numpy as np
 
     from . import metrics, tl
-    from .model._generate import lognorm_of
+    from .model import lognorm_of
 
     x, y = model.get_lognorm(adata), adata.obs["bulk_labels"].astype(str).to_numpy()
     rng = np.random.default_rng(random_state)

@@ -18,7 +18,7 @@ from . import _anndata, _normalize
 from . import _logging as logg
 from .hierarchy import Hierarchy
 from .metrics import _scanpy_quiet
-from .model._generate import lognorm_of
+from .model import lognorm_of
 
 __all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
 

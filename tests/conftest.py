@@ -1,3 +1,5 @@
+import inspect
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ def fast(**kw) -> dict:
     """Small, fast options for ``tl.fit`` (these tests check behaviour, not quality, except test_pbmc.py);
     model options (``softness=``, ``branched=``, …) go into ``model_kwargs`` and training options into
     ``train_kwargs``, as fit expects them."""
-    model, train, rest = sb.model._config.route(kw)
+    model, train, rest = sb.model.route(kw, own=inspect.signature(sb.tl.fit).parameters)
     train = {**rest.pop("train_kwargs", {}), **train}
     return {"max_steps": 300, "progress": False, **rest, "model_kwargs": {"width": 64, "n_blocks": 2, **model},
             "train_kwargs": train}

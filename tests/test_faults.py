@@ -225,18 +225,16 @@ def ab_model(toy_adata):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, ab_model, monkeypatch, error):
-    from scbranch.model import _training
-
     model = copy.deepcopy(ab_model)
     before = state_of(model)
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     new_before = new.copy()
 
-    def dying_train(*args, **kwargs):
+    def dying_decoder(*args, **kwargs):  # the last step of the transaction: the tree and heads have grown by then
         msg = "interrupted"
         raise error(msg)
 
-    monkeypatch.setattr(_training, "train_module", dying_train)
+    monkeypatch.setattr(sb.BranchedDiffusion, "fit_decoder", dying_decoder)
     with pytest.raises(error):
         sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
     monkeypatch.undo()

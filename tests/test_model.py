@@ -1,6 +1,8 @@
 """The model object on its own (setup → train → generate → add_cell_type), its typed options, and the
 conventions of the tl wrappers around it (argument order, deprecated keywords, scanpy's save rule)."""
 
+import inspect
+
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
@@ -78,10 +80,11 @@ def test_configs_are_typed_and_checked():
     with pytest.raises(ValueError, match="max_steps must be an integer >= 20"):
         TrainConfig(max_steps=5)
     with pytest.raises(TypeError, match="unknown train options"):
-        sb.model._config.options({"max_step": 5}, TrainConfig, where="train options")
+        sb.model.split_options({"max_step": 5}, TrainConfig, where="train options")
     with pytest.raises(ValueError, match="min_cells must be"):
         SetupConfig(min_cells=0)
-    model, train, rest = sb.model._config.route({"width": 8, "lr": 1e-3, "groupby": "x", "sharing": 0.1})
+    model, train, rest = sb.model.route({"width": 8, "lr": 1e-3, "groupby": "x", "sharing": 0.1},
+                                        own=inspect.signature(sb.tl.fit).parameters)
     assert model == {"width": 8} and train == {"lr": 1e-3} and rest == {"groupby": "x", "sharing": 0.1}
 
 

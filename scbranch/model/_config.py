@@ -3,7 +3,7 @@
 :class:`SetupConfig` (how the AnnData is read) and :class:`ModelConfig` (the model space, the network, the
 hierarchy's sharing) are what :class:`~scbranch.BranchedDiffusion` takes; :class:`TrainConfig` is what
 :meth:`~scbranch.BranchedDiffusion.train` takes. ``tl.fit`` passes its ``model_kwargs`` / ``train_kwargs`` through
-:func:`options` into these, so an unknown or ill-typed option is one clear error before any work, and the
+:func:`split_options` into these, so an unknown or ill-typed option is one clear error before any work, and the
 ``.uns`` parameters and the saved config are ``dataclasses.asdict`` of them, never a hand-kept list.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,7 @@ def names(*configs) -> list[str]:
     return [f.name for c in configs for f in dataclasses.fields(c)]
 
 
-def options(kwargs: Mapping | None, *configs, where: str) -> list:
+def split_options(kwargs: Mapping | None, *configs, where: str) -> list:
     """Split ``kwargs`` over ``configs`` (dataclass types) and build one instance of each; unknown keys are a
     ``TypeError`` that names the valid ones."""
     kwargs = dict(kwargs or {})
@@ -211,16 +211,13 @@ def options(kwargs: Mapping | None, *configs, where: str) -> list:
     return [c(**{k: v for k, v in kwargs.items() if k in {f.name for f in dataclasses.fields(c)}}) for c in configs]
 
 
-FIT_ARGUMENTS = ("representation", "n_comps", "layer", "batch_key", "condition_keys", "sharing",
-                 "max_steps")  # tl.fit's own
-
-
-def route(kwargs: Mapping) -> tuple[dict, dict, dict]:
+def route(kwargs: Mapping, *, own: Collection[str] = ()) -> tuple[dict, dict, dict]:
     """Flat options → ``(model_kwargs, train_kwargs, rest)``: fields of SetupConfig/ModelConfig, fields of
-    TrainConfig, and everything else (tl.fit's own arguments among them)."""
+    TrainConfig, and everything else, the names in ``own`` among them (a function's own arguments, e.g.
+    ``inspect.signature(sb.tl.fit).parameters``, even where they are config fields too)."""
     model, train, rest = {}, {}, {}
     for key, value in kwargs.items():
-        if key in FIT_ARGUMENTS:
+        if key in own:
             rest[key] = value
         elif key in names(SetupConfig, ModelConfig):
             model[key] = value
@@ -233,6 +230,8 @@ def route(kwargs: Mapping) -> tuple[dict, dict, dict]:
 
 def to_params(config) -> dict:
     """A config as plain values for ``.uns``/JSON: objects (a given scVI model) by class name, ``None`` left out."""
+    if config is None:  # a model loaded or built from parts: its options are in its config
+        return {}
     out = {}
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -30,23 +31,23 @@ from ..module._network import upgrade_state_dict
 from ..module._shapes import check_shapes
 from ..representation import REPRESENTATIONS, Decoded, DecoderData
 from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from . import _continual, _impute, _mapping
 from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
-from ._config import ModelConfig, SetupConfig, TrainConfig
-from ._config import options as config_options
-from ._continual import add_from_adata
+from ._config import ModelConfig, SetupConfig, TrainConfig, split_options
 from ._generate import decoded_adata, generate
 from ._io import load_dir, plain, save_dir
 from ._requests import plan
 from ._setup import prepare
 from ._training import default_steps, train_module
-from ._types import fit_type_classifier, load_type_classifier, make_resampler
+from ._types import TypeClassifier, TypeScores
 
 # 50 network evaluations per trajectory for every sampler (benchmarks/schedules.py): at this budget the
 # stochastic samplers (Euler–Maruyama, PC) matched 1,000-step Euler–Maruyama on MMD on both datasets, the
 # deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
 _DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
 DEFAULT_SAMPLER = "euler_maruyama"
+Sampler = Literal["euler_maruyama", "ddim", "dpm_solver_2", "heun", "pc"]
 
 
 class BranchedDiffusion:
@@ -84,7 +85,7 @@ class BranchedDiffusion:
 
     def __init__(self, adata: ad.AnnData, *, groupby: str | None = None, hierarchy=None, random_state: int = 0,
                  progress: bool | None = None, **options):
-        setup, model_options = config_options(options, SetupConfig, ModelConfig, where="model options")
+        setup, model_options = split_options(options, SetupConfig, ModelConfig, where="model options")
         self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
                                 random_state=random_state, progress=progress)
         self._build(self.prepared.config, self.prepared.rep, self.prepared.tree)
@@ -119,7 +120,7 @@ class BranchedDiffusion:
             self.module.load_state_dict(weights)
         self.history: dict = {}
         self.is_trained = False
-        self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
+        self.classifier: TypeClassifier | None = None  # p(type | x_t, t): resampling at branch points, score_types
         self.last_added: dict | None = None  # the report of the last add_cell_type
 
     @property
@@ -307,7 +308,7 @@ class BranchedDiffusion:
         -------
         The loss history (also ``self.history``): steps, train/validation loss per check, ``stop_reason``.
         """
-        (options,) = config_options({"max_steps": max_steps, **train_options}, TrainConfig, where="train options")
+        (options,) = split_options({"max_steps": max_steps, **train_options}, TrainConfig, where="train options")
         if self.prepared is None:
             msg = (
                 "this model holds no training data (it was loaded or built from parts); set up a new one on an AnnData"
@@ -324,7 +325,13 @@ class BranchedDiffusion:
         if self.model_options.type_classifier:
             with torch_threads():
                 # as many steps as the score net took, within [200, 1000]: a small net on the same noised cells
-                fit_type_classifier(self, p.z, p.y, steps=int(np.clip(hist["n_steps"], 200, 1000)), random_state=seed)
+                clf = TypeClassifier.fit(p.z, p.y, self.types, self.module.sde,
+                                         steps=int(np.clip(hist["n_steps"], 200, 1000)), random_state=seed)
+                paths, bounds, _ = self.walk_layout()
+                clf.branch_ess = clf.measure_ess(p.z, p.y, self.branches, paths, bounds, self.module.sde,
+                                                 random_state=seed)
+            self.classifier = clf
+            self.config.update(clf.config())  # saved with the model
         logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
                   f"{hist['best_val_loss']:.4f}", time=t0)
         self.train_options = dataclasses.replace(options, max_steps=steps)
@@ -389,9 +396,9 @@ class BranchedDiffusion:
             msg = ("resample=True needs the model's type classifier (model_kwargs={'type_classifier': True}, the "
                    "default)")
             raise ValueError(msg)
-        resampler = make_resampler(self) if resample else None
+        resampler = self.classifier.resampler(self.branches) if resample else None
         # how much of a parent's rows each resampling child keeps, measured at fit (older models: assume all)
-        kept = self.config.get("branch_ess", {}) if resample else {}
+        kept = self.classifier.branch_ess if resample else {}
         ess = {int(b): kept[n] for b, n in zip(self.branches["branch"], self.branches["node"]) if n in kept}
         eps_model = conditioned(self.module, condition_codes(self, condition))
         paths, bounds, heads = self.walk_layout()
@@ -415,17 +422,93 @@ class BranchedDiffusion:
                      random_state=int(random_state))
         return {ty: out[ty].numpy() for ty in req}, stats
 
-    def generate(self, n_cells: int | Mapping[str, int] = 100, **kwargs) -> ad.AnnData:
-        """Synthetic cells per type as a new AnnData: :func:`scbranch.tl.generate` (options and keys written)."""
-        return generate(self, n_cells, **kwargs)
+    # ---- capabilities: each documented, options and keys, on its scbranch.tl function ----------------------------
+    def generate(self, n_cells: int | Mapping[str, int] = 100, *, sampler: Sampler = DEFAULT_SAMPLER,
+                 n_steps: int | None = None, spacing: Literal["uniform", "logsnr"] = "uniform", shared: bool = True,
+                 resample: bool | None = None, proportions: Mapping[str, float] | None = None,
+                 condition: Mapping[str, str] | None = None, transform_batch: str | None = None,
+                 obs_prefix: str | None = None, random_state: int = 0, progress: bool | None = None,
+                 key_added: str = "scbranch") -> ad.AnnData:
+        """Synthetic cells per type as a new AnnData (see :func:`scbranch.tl.generate`)."""
+        return generate(self, n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
+                        resample=resample, proportions=proportions, condition=condition,
+                        transform_batch=transform_batch, obs_prefix=obs_prefix, random_state=random_state,
+                        progress=progress, key_added=key_added)
 
-    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> BranchedDiffusion:
-        """Add the cell types of ``adata_new`` without the old training data, in one transaction:
-        :func:`scbranch.tl.add_cell_type` (options). Returns the model (as ``tl.add_cell_type`` does); the report
-        (``placements``: (new type, anchor type, branch time); ``trained_heads``; ``history``; ``latent``: the new
-        cells in model space) is kept in :attr:`last_added`."""
-        self.last_added = add_from_adata(self, adata_new, **kwargs)
+    def transmute(self, adata: ad.AnnData, *, source: str, target: str, time: float | None = None,
+                  sampler: Sampler = "ddim", n_steps: int = 200, random_state: int = 0,
+                  key_added: str = "scbranch") -> ad.AnnData:
+        """The ``source`` cells of ``adata`` turned into ``target`` cells, a new AnnData (see
+        :func:`scbranch.tl.transmute`)."""
+        return _mapping.transmute(self, adata, source=source, target=target, time=time, sampler=sampler,
+                                  n_steps=n_steps, random_state=random_state, key_added=key_added)
+
+    def transfer(self, adata: ad.AnnData, *, condition: Mapping[str, str], time: float = 0.5,
+                 sampler: Sampler = "ddim", n_steps: int = 200, random_state: int = 0,
+                 key_added: str = "scbranch") -> ad.AnnData:
+        """Each cell of ``adata`` as it would look under ``condition``, a new AnnData (see
+        :func:`scbranch.tl.transfer`)."""
+        return _mapping.transfer(self, adata, condition=condition, time=time, sampler=sampler, n_steps=n_steps,
+                                 random_state=random_state, key_added=key_added)
+
+    def impute(self, adata_panel: ad.AnnData, *, groupby: str | None = None, n_samples: int = 8,
+               n_steps: int = 100, guidance: float = 1.0, random_state: int = 0, progress: bool | None = None,
+               key_added: str = "scbranch") -> ad.AnnData:
+        """Cells measured on part of the model's genes, completed: a new AnnData (see :func:`scbranch.tl.impute`)."""
+        return _impute.impute(self, adata_panel, groupby=groupby, n_samples=n_samples, n_steps=n_steps,
+                              guidance=guidance, random_state=random_state, progress=progress, key_added=key_added)
+
+    def score_types(self, adata: ad.AnnData, *, threshold: float = 0.9, n_times: int = 50,
+                    random_state: int = 0) -> TypeScores:
+        """Each cell's type probabilities by the noisy type classifier, and the diffusion time up to which its type
+        stays certain (see :func:`scbranch.tl.score_types`, which writes them to ``adata``)."""
+        random_state = _anndata.check_seed(random_state)
+        n_times = _anndata.check_count(n_times, what="n_times", minimum=2)
+        if not 0 < threshold < 1:
+            msg = f"threshold must be in (0, 1), got {threshold!r}"
+            raise ValueError(msg)
+        if self.classifier is None:
+            msg = ("the model has no type classifier: fit with type_classifier=True (the default); adding a cell "
+                   "type drops it")
+            raise ValueError(msg)
+        z = self.get_latent(adata)
+        with torch_threads():
+            return self.classifier.scores(z, self.module.sde, n_times=n_times, threshold=threshold,
+                                          random_state=random_state)
+
+    def add_cell_type(self, adata_new: ad.AnnData, *, groupby: str | None = None,
+                      mode: Literal["heads", "replay"] = "heads", min_cells: int = 5, max_steps: int | None = None,
+                      random_state: int = 0, progress: bool | None = None) -> BranchedDiffusion:
+        """Add the cell types of ``adata_new`` without the old training data, in one transaction (see
+        :func:`scbranch.tl.add_cell_type`): validated first, then placed, trained and decoded on a working copy
+        committed only when all of it succeeded. Returns the model; the report (``placements``: (new type, anchor
+        type, branch time); ``trained_heads``; ``history``; ``latent``: the new cells in model space) is kept in
+        :attr:`last_added`."""
+        random_state = _anndata.check_seed(random_state)
+        new = _continual.new_cells(self, adata_new, groupby=groupby, mode=mode, min_cells=min_cells,
+                                   max_steps=max_steps)
+        z_new = new.data.z
+        with self.transaction() as work:
+            growth = _continual.grow(work, z_new, new.labels, mode=mode, random_state=random_state, progress=progress)
+            work._grow(growth)
+            hist = _continual.fine_tune(work, growth, z_new, new.labels, max_steps=new.max_steps,
+                                        random_state=random_state, progress=progress)
+            work.history.setdefault("continual", []).append(
+                {"mode": mode, "types": [p[0] for p in growth.placements], "n_steps": hist["n_steps"],
+                 "best_val_loss": hist["best_val_loss"], "trained_heads": growth.trainable})
+            work.fit_decoder(new.data, random_state=random_state)
+        self.last_added = {"placements": growth.placements, "trained_heads": growth.trainable, "history": hist,
+                           "latent": z_new}
         return self
+
+    def _grow(self, growth: _continual.Growth) -> None:
+        """Apply the new types' tree, heads and proportions (the network already holds the new heads)."""
+        self.hierarchy = growth.hierarchy
+        self.config.update(types=growth.types, heads=growth.heads, branch_blocks=growth.branch_blocks)
+        if growth.type_counts is not None:
+            self.config["type_counts"] = growth.type_counts
+        self._set_branches()
+        self.module.set_paths(self.type_paths())
 
     @contextmanager
     def transaction(self):
@@ -481,7 +564,7 @@ class BranchedDiffusion:
                 msg = f"the types {meta['config']['types']} are not the hierarchy's leaves {hierarchy.leaves}"
                 raise ValueError(msg)
             model = cls.from_parts(meta["config"], rep, hierarchy, weights=upgrade_state_dict(state["module"]))
-            load_type_classifier(model, state.get("classifier"))
+            model.classifier = TypeClassifier.from_config(meta["config"], state.get("classifier"), rep.n_features)
         except (KeyError, TypeError, ValueError, RuntimeError, RecursionError) as err:
             msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"
             raise ValueError(msg) from err

@@ -75,6 +75,9 @@ class PCARepresentation:
         X = ((Z * self.scale_) @ self.components_ + self.mean_).astype(np.float32)
         return np.clip(X, 0.0, None) if clip else X
 
+    def linear_view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.scale_[:, None] * self.components_, self.mean_
+
     # ---- decoding -------------------------------------------------------------------------------------------
     @property
     def makes_counts(self) -> bool:

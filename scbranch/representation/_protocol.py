@@ -61,6 +61,11 @@ class Representation(Protocol):
     def decode(self, z: np.ndarray, labels, *, random_state: int = 0,
                transform_batch: str | None = None) -> Decoded: ...
 
+    def linear_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(A, μ)`` with log-normalized expression ≈ ``z @ A + μ`` (``A``: model dimensions × genes) when the
+        representation is linear in log-normalized expression, else ``None``. ``impute`` needs it: a measured gene
+        panel is then a linear view of a cell, and the likelihood of the measurements is Gaussian in model space."""
+
     def state_dict(self) -> dict[str, torch.Tensor]: ...
 
     def meta(self) -> dict: ...

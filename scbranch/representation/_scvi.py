@@ -214,6 +214,9 @@ class SCVIRepresentation:
                        np.asarray(self.batches)[b] if self.batches else None)
 
     # ---- save / load ----------------------------------------------------------------------------------------
+    def linear_view(self) -> None:
+        return None  # scVI's decoder is not linear in log-normalized expression
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_),
                 "batch_freq": torch.from_numpy(self.batch_freq),

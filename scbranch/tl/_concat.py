@@ -16,7 +16,7 @@ from scipy import sparse
 
 from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
-from ..model._generate import lognorm_of
+from ..model import lognorm_of
 
 __all__ = ["concat_real_synthetic", "join"]
 

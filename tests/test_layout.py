@@ -1,0 +1,36 @@
+"""The package's layout: no import cycle, ``tl`` over public model methods only, one default per option."""
+
+import importlib.util
+import inspect
+from pathlib import Path
+
+import pytest
+
+import scbranch as sb
+
+ROOT = Path(__file__).parents[1]
+
+
+def _graph() -> dict:
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts" / "import_graph.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.graph()
+
+
+def test_no_import_cycle_and_no_private_model_name_in_tl():
+    g = _graph()
+    assert g["file_cycles"] == [] and g["unit_cycles"] == []
+    assert g["tl_private"] == []
+
+
+@pytest.mark.parametrize("name", ["generate", "transmute", "transfer", "impute", "score_types", "add_cell_type"])
+def test_tl_functions_take_the_model_methods_options_with_their_defaults(name):
+    """Each tl function is an adapter over the model method of its name: same options, same defaults (the tl
+    function may add what it writes into the AnnData: ``key_added``, ``copy``)."""
+    tool = inspect.signature(getattr(sb.tl, name)).parameters
+    method = inspect.signature(getattr(sb.BranchedDiffusion, name)).parameters
+    shared = [p for p in method if p in tool and p not in ("self", "adata", "adata_new", "adata_panel", "model")]
+    assert set(method) - {"self"} - set(shared) <= {"adata", "adata_new", "adata_panel"}, name
+    for p in shared:
+        assert tool[p].default == method[p].default, (name, p)
