@@ -63,7 +63,8 @@ def run(train, test, args, label: str) -> dict:
                              progress=False, random_state=1)
         gen = syn.uns["scbranch"]["generate"]
         srows.append({"sampler": sampler, "n_steps": n_steps, "spacing": spacing,
-                      "nfe_per_trajectory": n_steps * sb.sampling.EVALS_PER_STEP[sampler], "nfe_tree": int(gen["nfe"]),
+                      "nfe_per_trajectory": n_steps * sb.sampling.get_sampler(sampler).evals_per_step,
+                      "nfe_tree": int(gen["nfe"]),
                       "seconds": time.perf_counter() - t0, **score(ev, syn)})
     print(f"\n### {label}: samplers on one model (standard schedule)\n")
     print("| sampler | steps | spacing | NFE/trajectory | NFE (tree) | MMD | kNN AUC | linear AUC | s |")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import _anndata
+from ..representation import REPRESENTATIONS, get_representation
 
 DEFAULT_SHARING = 0.5  # the knee of the cost-quality curve (benchmarks/sharing.py; see tl.fit's docstring)
 
@@ -75,10 +76,14 @@ class ModelConfig:
     Attributes
     ----------
     representation, n_comps
-        ``"pca"`` (``n_comps`` standardized PCs; default 15 below 2,000 cells, 30 above) or ``"scvi"`` (scVI's
-        latent means, ``n_comps`` = ``n_latent``, default 10).
+        A name registered with :func:`~scbranch.representation.register_representation`: ``"pca"`` (``n_comps``
+        standardized PCs; default 15 below 2,000 cells, 30 above) or ``"scvi"`` (scVI's latent means, ``n_comps``
+        = ``n_latent``, default 10).
     scvi_model, scvi_epochs
         A trained ``scvi.model.SCVI`` to use instead of training one; scVI's epochs (``None``: scvi-tools').
+    representation_kwargs
+        Further fields of the representation's own ``Options`` (``n_comps``, ``scvi_model`` and ``scvi_epochs`` may
+        be given here too); an option the representation does not take is an error.
     width, n_blocks, dropout
         The score network: residual MLP trunk of ``n_blocks`` blocks of ``width`` units.
     beta_min, beta_max, softness
@@ -96,6 +101,7 @@ class ModelConfig:
     n_comps: int | None = None
     scvi_model: Any = field(default=None, repr=False)
     scvi_epochs: int | None = None
+    representation_kwargs: Mapping[str, Any] | None = None
     width: int = 128
     n_blocks: int = 3
     dropout: float = 0.0
@@ -107,7 +113,7 @@ class ModelConfig:
     type_classifier: bool = True
 
     def __post_init__(self):
-        _choice("representation", self.representation, ("pca", "scvi"))
+        get_representation(self.representation)  # registered: an unknown name lists the choices
         for name in ("width", "n_blocks"):
             _anndata.check_count(getattr(self, name), what=name)
         for name in ("n_comps", "scvi_epochs"):
@@ -198,6 +204,22 @@ def _choice(name: str, value, choices: tuple) -> None:
 def names(*configs) -> list[str]:
     """The option names of the given config classes."""
     return [f.name for c in configs for f in dataclasses.fields(c)]
+
+
+def representation_options(model: ModelConfig, cls: type):
+    """The representation's own ``Options`` from ``model``'s fields of the same names and its
+    ``representation_kwargs``; a field set for another representation is an error naming the ones it takes."""
+    own = {f.name for f in dataclasses.fields(cls.Options)}
+    given = {k: getattr(model, k) for k in ("n_comps", "scvi_model", "scvi_epochs") if getattr(model, k) is not None}
+    given.update(model.representation_kwargs or {})
+    stray = sorted(set(given) - own)
+    if stray:
+        takers = [f"representation={k!r}" for k, c in REPRESENTATIONS.items()
+                  if set(stray) <= {f.name for f in dataclasses.fields(c.Options)}]
+        msg = (f"{stray} are not options of representation={model.representation!r}"
+               + (f" but of {' or '.join(takers)}" if takers else "") + f"; it takes {sorted(own)}")
+        raise ValueError(msg)
+    return cls.Options(**given)
 
 
 def split_options(kwargs: Mapping | None, *configs, where: str) -> list:

@@ -30,7 +30,7 @@ from ..module import make_module
 from ..module._network import upgrade_state_dict
 from ..module._shapes import check_shapes
 from ..representation import REPRESENTATIONS, Decoded, DecoderData
-from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ..sampling import DEFAULT_SAMPLER, get_sampler, get_times, sample_tree
 from . import _continual, _impute, _mapping
 from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
@@ -41,13 +41,6 @@ from ._requests import plan
 from ._setup import prepare
 from ._training import default_steps, train_module
 from ._types import TypeClassifier, TypeScores
-
-# 50 network evaluations per trajectory for every sampler (benchmarks/schedules.py): at this budget the
-# stochastic samplers (Euler–Maruyama, PC) matched 1,000-step Euler–Maruyama on MMD on both datasets, the
-# deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
-_DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
-DEFAULT_SAMPLER = "euler_maruyama"
-Sampler = Literal["euler_maruyama", "ddim", "dpm_solver_2", "heun", "pc"]
 
 
 class BranchedDiffusion:
@@ -91,7 +84,10 @@ class BranchedDiffusion:
         self._build(self.prepared.config, self.prepared.rep, self.prepared.tree)
         # the given scVI model is held by the representation: a second reference would be deep-copied by
         # transaction() (scVI and its AnnData), so the options keep only the plain values
-        self.setup_options, self.model_options = setup, dataclasses.replace(model_options, scvi_model=None)
+        plain_kwargs = {k: v for k, v in (model_options.representation_kwargs or {}).items()
+                        if v is None or isinstance(v, str | int | float | bool | list | tuple)}
+        self.setup_options, self.model_options = setup, dataclasses.replace(
+            model_options, scvi_model=None, representation_kwargs=plain_kwargs or None)
         self.train_options = None
 
     @classmethod
@@ -388,7 +384,7 @@ class BranchedDiffusion:
             raise RuntimeError(msg)
         sample_fn = get_sampler(sampler)
         req = plan(self, n_cells, random_state=random_state).per_type
-        n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
+        n_steps = sample_fn.default_steps if n_steps is None else n_steps
         _anndata.check_count(n_steps, what="n_steps")
         if resample is None:  # default: resample wherever the model has its type classifier
             resample = self.classifier is not None
@@ -415,7 +411,7 @@ class BranchedDiffusion:
                 out.update(cells)
                 stats = {k: stats[k] + st[k] for k in stats}
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
-                     nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
+                     nfe_per_trajectory=int(n_steps * sample_fn.evals_per_step), shared=bool(shared),
                      resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
                      condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
                                          ensure_ascii=False),
@@ -423,7 +419,7 @@ class BranchedDiffusion:
         return {ty: out[ty].numpy() for ty in req}, stats
 
     # ---- capabilities: each documented, options and keys, on its scbranch.tl function ----------------------------
-    def generate(self, n_cells: int | Mapping[str, int] = 100, *, sampler: Sampler = DEFAULT_SAMPLER,
+    def generate(self, n_cells: int | Mapping[str, int] = 100, *, sampler: str = DEFAULT_SAMPLER,
                  n_steps: int | None = None, spacing: Literal["uniform", "logsnr"] = "uniform", shared: bool = True,
                  resample: bool | None = None, proportions: Mapping[str, float] | None = None,
                  condition: Mapping[str, str] | None = None, transform_batch: str | None = None,
@@ -436,7 +432,7 @@ class BranchedDiffusion:
                         progress=progress, key_added=key_added)
 
     def transmute(self, adata: ad.AnnData, *, source: str, target: str, time: float | None = None,
-                  sampler: Sampler = "ddim", n_steps: int = 200, random_state: int = 0,
+                  sampler: str = "ddim", n_steps: int = 200, random_state: int = 0,
                   key_added: str = "scbranch") -> ad.AnnData:
         """The ``source`` cells of ``adata`` turned into ``target`` cells, a new AnnData (see
         :func:`scbranch.tl.transmute`)."""
@@ -444,7 +440,7 @@ class BranchedDiffusion:
                                   n_steps=n_steps, random_state=random_state, key_added=key_added)
 
     def transfer(self, adata: ad.AnnData, *, condition: Mapping[str, str], time: float = 0.5,
-                 sampler: Sampler = "ddim", n_steps: int = 200, random_state: int = 0,
+                 sampler: str = "ddim", n_steps: int = 200, random_state: int = 0,
                  key_added: str = "scbranch") -> ad.AnnData:
         """Each cell of ``adata`` as it would look under ``condition``, a new AnnData (see
         :func:`scbranch.tl.transfer`)."""

@@ -92,7 +92,7 @@ def transmute(
     source: str,
     target: str,
     time: float | None = None,
-    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    sampler: str = "ddim",
     n_steps: int = 200,
     random_state: int = 0,
     key_added: str = "scbranch",

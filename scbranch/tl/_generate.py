@@ -16,7 +16,7 @@ def generate(
     model: BranchedDiffusion,
     n_cells: int | Mapping[str, int] = 100,
     *,
-    sampler: Literal["euler_maruyama", "ddim", "dpm_solver_2", "heun", "pc"] = "euler_maruyama",
+    sampler: str = "euler_maruyama",
     n_steps: int | None = None,
     spacing: Literal["uniform", "logsnr"] = "uniform",
     shared: bool = True,
@@ -48,8 +48,9 @@ def generate(
         With ``fit(condition_keys=[...])``: ``{key: value}`` to generate under (e.g. ``{"donor": "D2"}``); keys
         left out, or ``None``, are marginalized (the network's "not given" code).
     sampler, n_steps, spacing
-        Reverse-diffusion sampler and its number of steps, on a time grid ``"uniform"`` in t or uniform in
-        log-SNR. Step defaults give 50 network evaluations per trajectory (euler_maruyama 50, ddim 50,
+        Reverse-diffusion sampler (a name in ``scbranch.sampling.SAMPLERS``; add one with
+        ``scbranch.sampling.register_sampler``) and its number of steps, on a time grid ``"uniform"`` in t or
+        uniform in log-SNR. Step defaults give 50 network evaluations per trajectory (euler_maruyama 50, ddim 50,
         dpm_solver_2 25, heun 25, pc 25). In ``benchmarks/schedules.py`` Euler–Maruyama-50 (the default)
         matched 1,000-step Euler–Maruyama on MMD (pbmc68k 0.051 vs 0.051) and the deterministic samplers
         did not (0.068–0.073; kNN AUC 0.76–0.77 vs 0.68).

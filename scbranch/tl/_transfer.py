@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import anndata as ad
 
@@ -17,7 +16,7 @@ def transfer(
     *,
     condition: Mapping[str, str],
     time: float = 0.5,
-    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    sampler: str = "ddim",
     n_steps: int = 200,
     random_state: int = 0,
     key_added: str = "scbranch",
