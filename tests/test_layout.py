@@ -34,3 +34,25 @@ def test_tl_functions_take_the_model_methods_options_with_their_defaults(name):
     assert set(method) - {"self"} - set(shared) <= {"adata", "adata_new", "adata_panel"}, name
     for p in shared:
         assert tool[p].default == method[p].default, (name, p)
+
+
+def _defaults(fn) -> dict:
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect._empty}
+
+
+def test_every_default_is_defined_once():
+    """tl.fit's own options, the training loop and the pure-torch module take the configs' defaults: one value
+    per option, wherever it can be given."""
+    import dataclasses
+
+    from scbranch.model import ModelConfig, SetupConfig, TrainConfig
+    from scbranch.model._training import train_module
+    from scbranch.module import BranchedDiffusionModule, BranchedScoreNet, make_sde
+
+    config = {f.name: f.default for c in (SetupConfig, ModelConfig, TrainConfig) for f in dataclasses.fields(c)
+              if f.default is not dataclasses.MISSING}
+    for fn in (sb.tl.fit, train_module, BranchedDiffusionModule, BranchedScoreNet, make_sde, sb.module.VPSDE):
+        shared = {k: v for k, v in _defaults(fn).items() if k in config}
+        assert shared, fn
+        assert shared == {k: config[k] for k in shared}, fn
+    assert set(_defaults(train_module)) >= set(TrainConfig.__dataclass_fields__) - {"max_steps", "max_epochs"}

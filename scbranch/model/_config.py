@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import _anndata
+from ..module import BETA_MAX, BETA_MIN, DROPOUT, N_BLOCKS, WIDTH
 from ..representation import REPRESENTATIONS, get_representation
 
 DEFAULT_SHARING = 0.5  # the knee of the cost-quality curve (benchmarks/sharing.py; see tl.fit's docstring)
@@ -102,11 +103,11 @@ class ModelConfig:
     scvi_model: Any = field(default=None, repr=False)
     scvi_epochs: int | None = None
     representation_kwargs: Mapping[str, Any] | None = None
-    width: int = 128
-    n_blocks: int = 3
-    dropout: float = 0.0
-    beta_min: float = 0.1
-    beta_max: float = 20.0
+    width: int = WIDTH  # the module's defaults: defined there once
+    n_blocks: int = N_BLOCKS
+    dropout: float = DROPOUT
+    beta_min: float = BETA_MIN
+    beta_max: float = BETA_MAX
     softness: float | None = None
     sharing: float = DEFAULT_SHARING
     branched: bool = True
