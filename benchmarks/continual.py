@@ -12,6 +12,7 @@ and the wall time of each. Prints markdown tables, writes JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def flat_finetune_new_only(model, new_cells, new_type, steps, seed):
     from scbranch.hierarchy import Hierarchy, Node
 
     model.hierarchy = Hierarchy(Node("root", [*model.hierarchy.root.children, Node(new_type)], time=1.0))
-    (model.config["heads"][new_type],) = model.module.net.add_branches([None])
-    model.config["types"] = [*model.types, new_type]
+    (head,) = model.module.net.add_branches([None])
+    model.state = dataclasses.replace(model.state, heads={**model.state.heads, new_type: head},
+                                      types=[*model.types, new_type])
     model._set_branches()
     model.module.set_paths(model.type_paths())
     z = model.get_latent(new_cells)

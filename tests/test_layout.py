@@ -56,3 +56,16 @@ def test_every_default_is_defined_once():
         assert shared, fn
         assert shared == {k: config[k] for k in shared}, fn
     assert set(_defaults(train_module)) >= set(TrainConfig.__dataclass_fields__) - {"max_steps", "max_epochs"}
+
+
+def test_model_state_is_typed_versioned_and_round_trips(toy_model):
+    model, _ = toy_model
+    state = model.state
+    assert isinstance(state, sb.model.ModelState) and state.version == sb.model._state.VERSION
+    assert sb.model.ModelState.from_json(state.to_json()) == state
+    with pytest.raises(ValueError, match="update scbranch"):
+        sb.model.ModelState.from_json({**state.to_json(), "version": state.version + 1})
+    with pytest.raises(KeyError, match="lacks"):
+        sb.model.ModelState.from_json({k: v for k, v in state.to_json().items() if k != "width"})
+    with pytest.warns(FutureWarning, match="model.state"):
+        assert model.config["width"] == state.width  # the old dict, read-only, until 0.4

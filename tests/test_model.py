@@ -24,7 +24,7 @@ def test_model_set_up_trained_and_sampled_on_its_own(toy_adata):
     snapshot = adata.copy()
     model = sb.BranchedDiffusion(adata, groupby="cell_type", progress=False, **SMALL)
     assert_adata_equal(adata, snapshot)  # setting up only reads the AnnData
-    assert not model.is_trained and model.config["width"] == 32
+    assert not model.is_trained and model.state.width == 32
     assert sorted(model.types) == ["A", "B", "C"] and sorted(model.hierarchy.leaves) == ["A", "B", "C"]
     with pytest.raises(RuntimeError, match="not trained"):
         model.generate(3, progress=False)
@@ -91,7 +91,7 @@ def test_configs_are_typed_and_checked():
 def test_old_keywords_still_work_with_a_future_warning(toy_adata):
     with pytest.warns(FutureWarning, match=r"fit\(width=...\) is deprecated: pass model_kwargs"):
         model = sb.tl.fit(toy_adata.copy(), groupby="cell_type", width=32, max_steps=20, progress=False)
-    assert model.config["width"] == 32
+    assert model.state.width == 32
 
 
 def test_loaded_model_cannot_retrain_without_data(toy_model, tmp_path):

@@ -95,7 +95,7 @@ def place_new_types(model, z_new: np.ndarray, labels_new: np.ndarray, *, n_refer
                           random_state=random_state, progress=progress)
     z = np.concatenate([*ref.values(), z_new])
     labels = np.concatenate([np.repeat(list(ref), [len(v) for v in ref.values()]), labels_new])
-    test = SeparationTest(z, labels, model.module.sde, n_ref=n_ref_for(model.config.get("sharing", 0.0)))
+    test = SeparationTest(z, labels, model.module.sde, n_ref=n_ref_for(model.state.sharing))
     out = []
     for new in dict.fromkeys(labels_new):
         times = {old: test.curve([new], [old])["time"] for old in model.types}
@@ -114,7 +114,7 @@ def grow(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: str, n_repla
     if mode == "replay":  # cells of the old types from the *frozen* model, drawn before anything changes
         replay, _ = model.sample(n_replay, sampler="dpm_solver_2", n_steps=25, spacing="logsnr",
                                  random_state=random_state + 1, progress=progress)
-    net, heads = model.module.net, dict(model.config["heads"])
+    net, heads = model.module.net, dict(model.state.heads)
     tree, trainable = model.hierarchy, []
     for new, anchor, time in placements:
         tree, cut_name, cut_from = tree.insert_leaf(new, anchor, time)
@@ -132,7 +132,7 @@ def grow(model, z_new: np.ndarray, labels_new: np.ndarray, *, mode: str, n_repla
     if model.classifier is not None:  # it cannot learn the new types without the old cells: it keeps scoring and
         # resampling the old ones exactly as before, and the new types' rows are not resampled
         logg.info("    the type classifier keeps its types; the new ones are not resampled or scored")
-    counts = model.config.get("type_counts")
+    counts = model.state.type_counts
     if counts is not None:  # the new types' proportions, for generating at a node above them
         counts = {**counts, **{t: int((np.asarray(labels_new) == t).sum()) for t, _, _ in placements}}
     return Growth(tree, [*model.types, *[p[0] for p in placements]], heads, list(net.block_sizes), counts,

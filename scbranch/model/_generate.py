@@ -25,7 +25,7 @@ def generate(model, n_cells: int | Mapping[str, int], *, sampler: str, n_steps: 
     start = logg.info(f"generating cells with {sampler}")
     random_state = _anndata.check_seed(random_state)
     _anndata.check_key(key_added)
-    if transform_batch is not None and not model.config.get("batch_key"):
+    if transform_batch is not None and not model.state.batch_key:
         msg = "transform_batch= needs a model fitted with representation='scvi' and a batch_key"
         raise ValueError(msg)
     asked = plan(model, n_cells, proportions=proportions, random_state=random_state)
@@ -49,8 +49,7 @@ def generate(model, n_cells: int | Mapping[str, int], *, sampler: str, n_steps: 
     for key, value in (condition or {}).items():  # the covariates the cells were generated under
         if value is None:  # marginalized: no value to record
             continue
-        cats = model.config["conditions"]["categories"][model.config["conditions"]["keys"].index(key)]
-        obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
+        obs[key] = pd.Categorical([str(value)] * len(obs), categories=model.state.condition_categories(key))
     levels_of(model, labels, obs)  # coarse annotation levels of a nested hierarchy, for the new cells too
     syn = decoded_adata(model, z, labels, obs, random_state=random_state, transform_batch=transform_batch)
     syn.obsm[f"X_{key_added}"] = z
@@ -73,11 +72,11 @@ def layout(model, out) -> tuple[object, dict]:
     forms = {"lognorm": out.X}
     if out.counts is not None:
         forms["counts"] = sparse.csr_matrix(out.counts)
-    kind = model.config.get("input_kind", "lognorm")
+    kind = model.state.input_kind
     if kind not in forms:  # counts read, none decoded (not made by the representations here): keep what we have
         kind = "lognorm"
     other = next((k for k in forms if k != kind), None)
-    layer = model.config.get("layer")
+    layer = model.state.layer
     if layer is None:
         return forms[kind], ({other: forms[other]} if other else {})
     layers = {layer: forms[kind]}
@@ -101,7 +100,7 @@ def counts_of(syn: ad.AnnData):
 def levels_of(model, labels, obs: pd.DataFrame) -> None:
     """Fill ``obs`` with the coarse annotation levels of ``fit(hierarchy=[coarse, ..., groupby])``: each type's
     label at every coarser level, as the real cells have them (so a joint table or UMAP has no NaN there)."""
-    for col, (cats, of_type) in (model.config.get("levels") or {}).items():
+    for col, (cats, of_type) in (model.state.levels or {}).items():
         if col not in obs.columns:
             obs[col] = pd.Categorical([of_type.get(str(t)) for t in labels], categories=cats)
 
@@ -113,11 +112,11 @@ def decoded_adata(model, z: np.ndarray, labels, obs: pd.DataFrame, *, random_sta
     colours the real cells. The end of :func:`generate`, :meth:`~scbranch.BranchedDiffusion.reconstruct`,
     ``transmute`` and ``transfer``."""
     out = model.decode(z, labels, random_state=random_state, transform_batch=transform_batch)
-    if out.batch is not None and model.config["batch_key"] not in obs:  # real cells keep the batch they came from
-        obs[model.config["batch_key"]] = pd.Categorical(out.batch, categories=model.representation.batches)
+    if out.batch is not None and model.state.batch_key not in obs:  # real cells keep the batch they came from
+        obs[model.state.batch_key] = pd.Categorical(out.batch, categories=model.representation.batches)
     X, layers = layout(model, out)
     res = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=model.var_names), layers=layers)
-    colors, col = model.config.get("type_colors") or {}, obs.get(model.groupby)
+    colors, col = model.state.type_colors or {}, obs.get(model.groupby)
     if col is not None and hasattr(col, "cat") and all(str(t) in colors for t in col.cat.categories):
         res.uns[f"{model.groupby}_colors"] = [colors[str(t)] for t in col.cat.categories]
     return res

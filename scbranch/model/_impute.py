@@ -107,7 +107,7 @@ def impute(model, adata_panel: ad.AnnData, *, groupby: str | None, n_samples: in
     if view is None:  # the measurements are a linear view of a cell only in a linear model space
         msg = f"impute needs a model with representation='pca' (this one: {model.representation.kind!r})"
         raise ValueError(msg)
-    X, names = _anndata.get_matrix(adata_panel, layer=model.config["layer"], use_raw=model.config["use_raw"])
+    X, names = _anndata.get_matrix(adata_panel, layer=model.state.layer, use_raw=model.state.use_raw)
     measured = model.var_names.get_indexer(names)
     keep = measured >= 0
     if keep.sum() < 2:

@@ -121,12 +121,10 @@ def transfer(model, adata: ad.AnnData, *, condition: Mapping[str, str], time: fl
                                         generator=gen, condition=condition)
     obs = adata.obs.copy()
     obs.index = obs.index.astype(str) + "-transferred"
-    spec = model.config["conditions"]
     for key, value in condition.items():
         if key in obs:
             obs[f"{key}_original"] = obs[key].astype(str).to_numpy()
-        cats = spec["categories"][spec["keys"].index(key)]
-        obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
+        obs[key] = pd.Categorical([str(value)] * len(obs), categories=model.state.condition_categories(key))
     res = decoded_adata(model, z_out, labels, obs, random_state=random_state)
     res.obsm[f"X_{key_added}"] = z_out
     res.uns[key_added] = {"transfer": {"condition": json.dumps({str(k): str(v) for k, v in condition.items()},

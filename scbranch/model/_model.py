@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from ._generate import decoded_adata, generate
 from ._io import load_dir, plain, save_dir
 from ._requests import plan
 from ._setup import prepare
+from ._state import ModelState
 from ._training import default_steps, train_module
 from ._types import TypeClassifier, TypeScores
 
@@ -81,7 +83,7 @@ class BranchedDiffusion:
         setup, model_options = split_options(options, SetupConfig, ModelConfig, where="model options")
         self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
                                 random_state=random_state, progress=progress)
-        self._build(self.prepared.config, self.prepared.rep, self.prepared.tree)
+        self._build(self.prepared.state, self.prepared.rep, self.prepared.tree)
         # the given scVI model is held by the representation: a second reference would be deep-copied by
         # transaction() (scVI and its AnnData), so the options keep only the plain values
         plain_kwargs = {k: v for k, v in (model_options.representation_kwargs or {}).items()
@@ -91,18 +93,20 @@ class BranchedDiffusion:
         self.train_options = None
 
     @classmethod
-    def from_parts(cls, config: dict, representation, hierarchy: Hierarchy, *,
+    def from_parts(cls, state: ModelState | Mapping, representation, hierarchy: Hierarchy, *,
                    weights: Mapping | None = None) -> BranchedDiffusion:
-        """Low level: a model from its config, a fitted representation and a timed hierarchy, with no training
-        data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`).
-        ``weights``: the score network's state dict, loaded after checking that it fits the config."""
+        """Low level: a model from its state (or its JSON), a fitted representation and a timed hierarchy, with no
+        training data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`).
+        ``weights``: the score network's state dict, loaded after checking that it fits the state."""
         model = cls.__new__(cls)
-        model._build(config, representation, hierarchy, weights=weights)
+        state = state if isinstance(state, ModelState) else ModelState.from_json(plain(dict(state)))
+        model._build(state, representation, hierarchy, weights=weights)
         model.prepared, model.setup_options, model.model_options, model.train_options = None, None, None, None
         return model
 
-    def _build(self, config: dict, representation, hierarchy: Hierarchy, *, weights: Mapping | None = None) -> None:
-        self.config = plain(config)  # plain JSON values by construction: a numpy scalar option cannot break save
+    def _build(self, state: ModelState, representation, hierarchy: Hierarchy, *,
+               weights: Mapping | None = None) -> None:
+        self.state = state
         self.representation = representation
         self.hierarchy = hierarchy
         self._set_branches()
@@ -110,7 +114,7 @@ class BranchedDiffusion:
         if weights is not None:  # shapes first, on the meta device: a config asking for 100 GB allocates nothing
             check_shapes(lambda: make_module(module_config), weights, "the score network")
         with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
-            torch.manual_seed(int(config.get("random_state", 0)))
+            torch.manual_seed(int(state.random_state))
             self.module = make_module(module_config)
         if weights is not None:
             self.module.load_state_dict(weights)
@@ -121,8 +125,15 @@ class BranchedDiffusion:
 
     @property
     def types(self) -> list[str]:
-        """The cell types the model generates, in model order (``config["types"]``)."""
-        return self.config["types"]
+        """The cell types the model generates, in model order."""
+        return self.state.types
+
+    @property
+    def config(self) -> dict:
+        """The model's state as a plain dict: deprecated, read :attr:`state` (a :class:`ModelState`)."""
+        warnings.warn("model.config is deprecated: read model.state (e.g. model.state.width)", FutureWarning,
+                      stacklevel=2)
+        return self.state.to_json()
 
     def _set_branches(self) -> None:
         """Branch table of the hierarchy plus, per branch, the network head (and embedding) it uses.
@@ -131,7 +142,9 @@ class BranchedDiffusion:
         branch reuses the frozen head of the branch it was cut from, so old types stay exactly as they were.
         """
         df = self.hierarchy.branches()
-        heads = self.config.setdefault("heads", {n: i for i, n in enumerate(df.node)})
+        if self.state.heads is None:  # one head per branch until a type is added
+            self.state = dataclasses.replace(self.state, heads={n: i for i, n in enumerate(df.node)})
+        heads = self.state.heads
         missing = sorted(set(df.node) - set(heads))
         if missing:
             msg = f"branches without a network head: {missing}"
@@ -161,20 +174,20 @@ class BranchedDiffusion:
         return paths, bounds, heads
 
     def _module_config(self) -> dict:
-        c = self.config
+        s = self.state
         return {
             "n_features": self.representation.n_features,
             "type_paths": self.type_paths(),
             # the blocks of branch parameters (see BranchedScoreNet); one block until a type is added
-            "n_branches": c.get("branch_blocks") or int(self.branches["head"].max()) + 1,
-            **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
-            "softness": c.get("softness"), "variances": c.get("variances"),
-            "n_conditions": [len(v) for v in c["conditions"]["categories"]] if c.get("conditions") else None,
+            "n_branches": s.branch_blocks or int(self.branches["head"].max()) + 1,
+            "width": s.width, "n_blocks": s.n_blocks, "dropout": s.dropout, "beta_min": s.beta_min,
+            "beta_max": s.beta_max, "softness": s.softness, "variances": s.variances,
+            "n_conditions": [len(v) for v in s.conditions["categories"]] if s.conditions else None,
         }
 
     def __repr__(self) -> str:
         # three lines whatever the number of types (the whole Newick string was unreadable at 300 types)
-        n_cells = sum((self.config.get("type_counts") or {}).values())
+        n_cells = sum((self.state.type_counts or {}).values())
         cells = f"{n_cells} cells × " if n_cells else ""
         def group(node) -> str:  # data-tree node names (n3) mean nothing to a reader: name the types
             leaves = node.leaves()
@@ -194,16 +207,16 @@ class BranchedDiffusion:
     @property
     def type_order(self) -> list[str]:
         """The types in the real data's order (its categories'), then any added since."""
-        order = list(self.config.get("type_order", []))
+        order = list(self.state.type_order)
         return order + [t for t in self.types if t not in order]
 
     @property
     def groupby(self) -> str:
-        return self.config["groupby"]
+        return self.state.groupby
 
     @property
     def var_names(self) -> pd.Index:
-        return pd.Index(self.config["var_names"])
+        return pd.Index(self.state.var_names)
 
     # ---- data ---------------------------------------------------------------------------------------------
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
@@ -228,7 +241,7 @@ class BranchedDiffusion:
         return _normalize.to_counts(X, kind)
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
-        key = self.config.get("batch_key")
+        key = self.state.batch_key
         if key is None:
             return None
         if key not in adata.obs:
@@ -237,7 +250,7 @@ class BranchedDiffusion:
         return adata.obs[key].astype(str).to_numpy()
 
     def _read(self, adata: ad.AnnData):
-        X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
+        X, var_names = _anndata.get_matrix(adata, layer=self.state.layer, use_raw=self.state.use_raw)
         missing = self.var_names.difference(var_names)
         if len(missing):
             msg = (f"{len(missing)} of the model's {len(self.var_names)} genes are missing from adata, "
@@ -246,7 +259,7 @@ class BranchedDiffusion:
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
         check = _chunks.check_expression if _chunks.is_chunked(X) else _anndata.check_expression
-        return X, check(X, expected=self.config["input_kind"])
+        return X, check(X, expected=self.state.input_kind)
 
     def decoder_data(self, adata: ad.AnnData, labels) -> DecoderData:
         """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, counts if any, and
@@ -310,7 +323,7 @@ class BranchedDiffusion:
                 "this model holds no training data (it was loaded or built from parts); set up a new one on an AnnData"
             )
             raise RuntimeError(msg)
-        p, seed = self.prepared, int(self.config["random_state"])
+        p, seed = self.prepared, int(self.state.random_state)
         n_train = len(p.z)
         steps = options.max_steps or (options.max_epochs * int(np.ceil(n_train / options.batch_size))
                                       if options.max_epochs else default_steps(n_train))
@@ -327,7 +340,7 @@ class BranchedDiffusion:
                 clf.branch_ess = clf.measure_ess(p.z, p.y, self.branches, paths, bounds, self.module.sde,
                                                  random_state=seed)
             self.classifier = clf
-            self.config.update(clf.config())  # saved with the model
+            self.state = dataclasses.replace(self.state, **clf.config())  # saved with the model
         logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
                   f"{hist['best_val_loss']:.4f}", time=t0)
         self.train_options = dataclasses.replace(options, max_steps=steps)
@@ -500,9 +513,8 @@ class BranchedDiffusion:
     def _grow(self, growth: _continual.Growth) -> None:
         """Apply the new types' tree, heads and proportions (the network already holds the new heads)."""
         self.hierarchy = growth.hierarchy
-        self.config.update(types=growth.types, heads=growth.heads, branch_blocks=growth.branch_blocks)
-        if growth.type_counts is not None:
-            self.config["type_counts"] = growth.type_counts
+        self.state = dataclasses.replace(self.state, types=growth.types, heads=growth.heads,
+                                         branch_blocks=growth.branch_blocks, type_counts=growth.type_counts)
         self._set_branches()
         self.module.set_paths(self.type_paths())
 
@@ -534,7 +546,7 @@ class BranchedDiffusion:
         tensors = {"module": self.module.state_dict(), "representation": self.representation.state_dict()}
         if self.classifier is not None:
             tensors["classifier"] = self.classifier.state_dict()
-        meta = plain({"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"),
+        meta = plain({"config": self.state.to_json(), "hierarchy": self.hierarchy.to_table().to_dict("list"),
                       "history": self.history, "is_trained": self.is_trained,
                       "representation": self.representation.kind, "representation_meta": self.representation.meta()})
         save_dir(dir_path, tensors, meta, overwrite=overwrite)
@@ -559,8 +571,9 @@ class BranchedDiffusion:
             if sorted(meta["config"]["types"]) != sorted(hierarchy.leaves):
                 msg = f"the types {meta['config']['types']} are not the hierarchy's leaves {hierarchy.leaves}"
                 raise ValueError(msg)
-            model = cls.from_parts(meta["config"], rep, hierarchy, weights=upgrade_state_dict(state["module"]))
-            model.classifier = TypeClassifier.from_config(meta["config"], state.get("classifier"), rep.n_features)
+            model = cls.from_parts(ModelState.from_json(meta["config"]), rep, hierarchy,
+                                   weights=upgrade_state_dict(state["module"]))
+            model.classifier = TypeClassifier.from_state(model.state, state.get("classifier"), rep.n_features)
         except (KeyError, TypeError, ValueError, RuntimeError, RecursionError) as err:
             msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"
             raise ValueError(msg) from err

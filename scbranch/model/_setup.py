@@ -21,7 +21,9 @@ from ..hierarchy._resolve import Context
 from ..module import make_sde
 from ..representation import DecoderData
 from ._config import ModelConfig, SetupConfig
+from ._io import plain
 from ._represent import represent
+from ._state import ModelState
 
 MAX_FLOAT_LEVELS = 20  # a float condition column with more distinct values is continuous: refused (bin it)
 
@@ -30,7 +32,7 @@ MAX_FLOAT_LEVELS = 20  # a float condition column with more distinct values is c
 class Prepared:
     """The outcome of setup: what :class:`~scbranch.BranchedDiffusion` is built from and trains on."""
 
-    config: dict  # the model's persisted config (plain JSON)
+    state: ModelState  # what the model saves besides its tensors
     rep: object  # the fitted representation
     tree: Hierarchy  # with branch times
     z: np.ndarray  # training cells in model space
@@ -82,20 +84,19 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
         tree, branch_points, curves = calibrate_times(tree, test)
     logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
 
-    config = {
+    state = ModelState(**plain({
         "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types),
         "var_names": list(map(str, r.var_names)), "layer": setup.layer, "use_raw": setup.use_raw,
         "input_kind": r.kind, "batch_key": setup.batch_key, "n_comps": r.rep.n_features,
         **{k: getattr(model, k) for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max", "softness")},
         "sharing": float(model.sharing), "random_state": random_state,
         "type_counts": {t: int((y == t).sum()) for t in types},  # training proportions (generate at a node)
-        "variances": z.var(0).astype(float).tolist(),
-    }
-    if conditions:
-        config["conditions"] = conditions
-    if given.levels and model.branched:  # generate writes each type's coarse labels on synthetic cells
-        config["levels"] = _level_labels(adata.obs.loc[train_mask], given.levels, groupby)
-    return Prepared(config, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
+        "variances": z.var(0).astype(float).tolist(), "conditions": conditions or None,
+        # generate writes each type's coarse labels on synthetic cells
+        "levels": _level_labels(adata.obs.loc[train_mask], given.levels, groupby)
+        if given.levels and model.branched else None,
+    }))
+    return Prepared(state, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
 
 
 def _level_labels(obs, columns, groupby) -> dict:

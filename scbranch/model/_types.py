@@ -73,17 +73,18 @@ class TypeClassifier:
         return self.net.state_dict()
 
     @classmethod
-    def from_config(cls, config: Mapping, state: Mapping | None, n_features: int) -> TypeClassifier | None:
-        """The classifier a saved config and its tensors describe (shapes checked first), or ``None``."""
-        spec = config.get("classifier")
+    def from_state(cls, model_state, state: Mapping | None, n_features: int) -> TypeClassifier | None:
+        """The classifier a saved model's state (:class:`~scbranch.model.ModelState`) and its tensors describe
+        (shapes checked first), or ``None``."""
+        spec = model_state.classifier
         if not spec or state is None:
             return None
         n_types = len(spec["types"])
         check_shapes(lambda: NoisyTypeClassifier(n_features, n_types), state, "the type classifier")
         net = NoisyTypeClassifier(n_features, n_types)
         net.load_state_dict(state)
-        return cls(net.eval(), list(spec["types"]), list(config["type_weights"]), int(spec.get("steps") or 0),
-                   dict(config.get("branch_ess") or {}))
+        return cls(net.eval(), list(spec["types"]), list(model_state.type_weights), int(spec.get("steps") or 0),
+                   dict(model_state.branch_ess or {}))
 
     # ---- what it computes -------------------------------------------------------------------------------------
     def log_prior(self) -> torch.Tensor:

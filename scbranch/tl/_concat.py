@@ -24,7 +24,8 @@ __all__ = ["concat_real_synthetic", "join"]
 def _fit_record(adata: ad.AnnData, model, key_added: str) -> dict:
     """groupby, layer, use_raw and input kind of the fit: the model's, else what ``tl.fit`` wrote to ``.uns``."""
     if model is not None:
-        return model.config
+        s = model.state
+        return {"groupby": s.groupby, "layer": s.layer, "use_raw": s.use_raw, "input_kind": s.input_kind}
     params = adata.uns.get(key_added, {}).get("params", {}) if isinstance(adata.uns.get(key_added), dict) else {}
     return dict(params)
 

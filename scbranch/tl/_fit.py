@@ -173,14 +173,14 @@ def fit(
     hist = model.train(progress=progress, trainer_kwargs=trainer_kwargs, **vars(train_options))
 
     # ---- write (only now, all validation has passed) ----
-    p, c = model.prepared, model.config
+    p, s = model.prepared, model.state
     uns = {
         "hierarchy": model.hierarchy.to_newick(),
         "hierarchy_table": model.hierarchy.to_table(),  # the exact names, whatever they hold (Newick quoting cannot)
         "branches": model.branches_table(),
         "params": _anndata.to_h5ad_safe({  # heads: in the branches table; type order/colours: .obs, .uns
             **to_params(model.setup_options), **to_params(model.model_options), **to_params(model.train_options),
-            **{k: c[k] for k in ("groupby", "input_kind", "n_comps", "random_state")},
+            "groupby": s.groupby, "input_kind": s.input_kind, "n_comps": s.n_comps, "random_state": s.random_state,
             "hierarchy_source": p.source,
             # scbranch's own from the code that ran (an editable install's metadata can lag behind it)
             "versions": {"scbranch": scbranch_version,

@@ -62,7 +62,7 @@ def generate(
         classifier's posterior ratio p(child | x_t) / π(child) (systematic resampling), so it starts from its own
         marginal rather than the parent's mixture; the shared branches carry enough rows for it: a child that
         keeps a fraction f of its parent's rows as effective ones (measured at fit on noised training cells and
-        kept in ``model.config["branch_ess"]``) makes its parent carry up to n·α²/f rows, α² the signal
+        kept in ``model.state.branch_ess``) makes its parent carry up to n·α²/f rows, α² the signal
         fraction at the split (copies of a row made at high noise end as nearly independent cells; at low
         noise as near twins). Default ``None``: on whenever the model has its type classifier (``fit``'s
         default). In ``benchmarks/sharing.py`` (default sharing 0.5, 3 seeds; network evaluations relative to
