@@ -81,8 +81,9 @@ class Libraries:
     def sample(self, labels, draw_counts, rng: np.random.Generator, z: np.ndarray | None = None, *,
                n_genes: int = 0) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         """Synthetic cells of ``labels`` (at model-space ``z``): a library size (and scale) per cell from real cells
-        of its type (see :meth:`draw`), then ``draw_counts(rows, lib, norm)`` for one block of cells at a time
-        (``norm(counts)``: those cells' log-normalization, CSR); returns (log-normalized X, counts), sparse.
+        of its type (see :meth:`draw`), then ``draw_counts(rows, lib, factors)`` for one block of cells at a time
+        (``factors(counts)``: those cells' normalization multipliers, see :meth:`factors`); returns
+        (log-normalized X, counts), sparse.
         Blocks hold at most ``DECODE_VALUES`` values of ``n_genes`` genes, so memory does not grow with the genes."""
         labels = np.asarray(labels, dtype=str)
         lib, scale = self.draw(labels, rng, z)
@@ -90,12 +91,20 @@ class Libraries:
         step = int(np.clip(DECODE_VALUES // max(n_genes, 1), 64, DECODE_BLOCK))
         for lo in range(0, len(labels), step):
             rows = slice(lo, lo + step)
-            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.lognorm(c, scale[rows]))
+            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.factors(c, scale[rows]))
             xs.append(self.lognorm(counts, scale[rows]))
             cs.append(sparse.csr_matrix(counts))
         if not xs:
             return sparse.csr_matrix((0, 0), dtype=np.float32), sparse.csr_matrix((0, 0), dtype=np.float32)
         return sparse.vstack(xs, format="csr"), sparse.vstack(cs, format="csr")
+
+    def factors(self, counts: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Each cell's multiplier ``s`` with log-normalized = ``log1p(counts · s)``: ``target_sum`` over its total
+        (as :meth:`lognorm`), or its drawn scale."""
+        if self.target_sum is None:
+            return np.asarray(scale, np.float64)
+        lib = np.asarray(counts, np.float64).sum(1)
+        return self.target_sum / np.where(lib == 0, 1.0, lib)
 
     def lognorm(self, counts: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
         """Synthetic counts → log-normalized expression, normalized as the input was."""

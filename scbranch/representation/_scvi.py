@@ -234,7 +234,7 @@ class SCVIRepresentation:
         latent = torch.from_numpy((z * self.scale_ + self.mean_).astype(np.float32))
         module = self.scvi.module.eval()
 
-        def draw_counts(rows, lib, norm):
+        def draw_counts(rows, lib, factors):
             out = module.generative(z=latent[rows], library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None],
                                     batch_index=torch.from_numpy(b[rows])[:, None].long())
             return out["px"].sample().numpy().astype(np.float32)
