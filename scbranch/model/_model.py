@@ -48,9 +48,11 @@ from ._types import TypeClassifier, TypeScores
 class BranchedDiffusion:
     """A hierarchically branched diffusion model of the cells of an AnnData.
 
-    Set up on ``adata`` (validation, the model space, the hierarchy and its branch points), then
-    :meth:`train`, :meth:`generate`, :meth:`add_cell_type`, :meth:`save` / :meth:`load`. ``scbranch.tl.fit``
-    does setup and training in one call and records the diagnostics in ``adata.uns``.
+    Set up on ``adata`` (validation, the model space, the hierarchy and its branch points), then :meth:`train`,
+    :meth:`sample`, :meth:`generate`, :meth:`transmute`, :meth:`transfer`, :meth:`impute`, :meth:`score_types`,
+    :meth:`add_cell_type`, :meth:`save` / :meth:`load`; its state is one :class:`~scbranch.model.ModelState`
+    (:attr:`state`). ``scbranch.tl.fit`` does setup and training in one call and records the diagnostics in
+    ``adata.uns``; the other ``scbranch.tl`` functions are adapters over these methods that write into AnnData.
 
     Parameters
     ----------
