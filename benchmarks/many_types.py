@@ -66,7 +66,7 @@ def step_ms(model, z, y, n_steps: int, forward=None) -> float:
     gen = torch.Generator().manual_seed(0)
     original = module.net.forward
     if forward is not None:
-        module.net.forward = lambda x, t, b: forward(module.net, x, t, b)
+        module.net.forward = lambda x, t, b, condition=None: forward(module.net, x, t, b)  # no covariates here
     try:
         times = []
         for i in range(n_steps + 5):
