@@ -58,11 +58,12 @@ def sample_given_projection(
     """
     x = negative_binomial(mu, theta, rng)
     w2 = (loadings**2).sum(1)
+    moved = np.flatnonzero(w2 > 0)  # genes outside the model space (zero loadings) keep their first draw
     for _ in range(sweeps):
         s = np.asarray(factors(x), np.float64)[:, None]
         lx = np.log1p(x * s)
         r = z - (lx @ loadings - offset)
-        order = rng.permutation(x.shape[1])
+        order = rng.permutation(moved)
         for lo in range(0, len(order), block):
             g = order[lo : lo + block]
             prop = negative_binomial(mu[:, g], theta[:, g], rng)
