@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -19,15 +20,18 @@ GROUPBY = "bulk_labels"
 
 
 def quiet_logs() -> None:
-    """Only warnings from scbranch and Lightning: the benchmarks print tables."""
-    for name in ("scbranch", "lightning", "lightning.pytorch"):
+    """Only warnings from scbranch (it logs through scanpy) and Lightning: the benchmarks print tables."""
+    import scanpy as sc
+
+    sc.settings.verbosity = 1
+    for name in ("lightning", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fit(adata: ad.AnnData, **options) -> sb.BranchedDiffusion:
     """``sb.tl.fit`` with flat options (``width=``, ``branched=``, ``stop_tol=``, …) routed into its
     model_kwargs / train_kwargs, so benchmark configs stay one flat dict."""
-    model, train, rest = sb.model._config.route(options)
+    model, train, rest = sb.model.route(options, own=inspect.signature(sb.tl.fit).parameters)
     return sb.tl.fit(adata, **rest, model_kwargs=model, train_kwargs=train)
 
 

@@ -28,7 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import scbranch as sb
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 PAIRS = [("CD14+ Monocyte", "Dendritic"), ("CD4+/CD45RO+ Memory", "CD4+/CD25 T Reg"), ("CD19+ B", "CD56+ NK")]
 

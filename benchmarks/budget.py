@@ -20,8 +20,8 @@ import numpy as np
 from _common import GROUPBY, Evaluator, write_json
 
 import scbranch as sb
-from scbranch._anndata import to_lognorm
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch._normalize import to_lognorm
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 
 def main():

@@ -35,7 +35,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 MIN_TEST = 10
 

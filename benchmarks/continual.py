@@ -12,7 +12,7 @@ and the wall time of each. Prints markdown tables, writes JSON.
 from __future__ import annotations
 
 import argparse
-import logging
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from _common import GROUPBY, Evaluator, fit, split_pbmc, timer, write_json
 
 import scbranch as sb
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 from scbranch.model._training import train_module
 
 
@@ -36,8 +36,9 @@ def flat_finetune_new_only(model, new_cells, new_type, steps, seed):
     from scbranch.hierarchy import Hierarchy, Node
 
     model.hierarchy = Hierarchy(Node("root", [*model.hierarchy.root.children, Node(new_type)], time=1.0))
-    (model.config["heads"][new_type],) = model.module.net.add_branches([None])
-    model.config["types"] = [*model.types, new_type]
+    (head,) = model.module.net.add_branches([None])
+    model.state = dataclasses.replace(model.state, heads={**model.state.heads, new_type: head},
+                                      types=[*model.types, new_type])
     model._set_branches()
     model.module.set_paths(model.type_paths())
     z = model.get_latent(new_cells)
@@ -54,7 +55,9 @@ def main():
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "continual.json")
     args = parser.parse_args()
-    logging.getLogger("scbranch").setLevel(logging.WARNING)
+    import scanpy as sc
+
+    sc.settings.verbosity = 1  # scbranch logs through scanpy: warnings only
     train, test = split_pbmc()
     ev = Evaluator(train, test)
     is_new = (train.obs[GROUPBY] == args.new_type).to_numpy()

@@ -34,8 +34,8 @@ from sparse import GCXS
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch._anndata import to_lognorm
-from scbranch.model._generate import counts_of  # syn.X holds counts after counts in
+from scbranch._normalize import to_lognorm
+from scbranch.model import counts_of  # syn.X holds counts after counts in
 from scbranch.representation._scvi import _counts_adata
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]  # vs held-out cells

@@ -35,8 +35,8 @@ from _common import fit as fit_options
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
-from scbranch.model._training import STOP_TOL, STOP_WINDOW, StopRule
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model._training import STOP_WINDOW, StopRule
 
 PREVIOUS_DEFAULT = {
     "width": 256,
@@ -84,7 +84,7 @@ class Scorer:
     def __init__(self, train, test):
         def lognorm(a):
             x = _dense(a.X)
-            return sb._anndata.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
+            return sb._normalize.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
 
         tr, te = train.copy(), test.copy()
         tr.X, te.X = lognorm(train), lognorm(test)
@@ -202,7 +202,8 @@ def main():
             df = part_sweep(adata, args.seeds, configs)
             print_table(df, "config", f"{label}: network and batch sweep, default stopping rule")
             print(f"\nchosen defaults: width {DEFAULTS['width']}, {DEFAULTS['n_blocks']} blocks, dropout "
-                  f"{DEFAULTS['dropout']}, batch 256, stop when the best validation loss gains < {100 * STOP_TOL:g} % "
+                  f"{DEFAULTS['dropout']}, batch 256, stop when the best validation loss gains < "
+                  f"{100 * sb.model.TrainConfig.stop_tol:g} % "
                   f"over min(max(training cells, 500), {STOP_WINDOW}) steps")
         results[key] = df.to_dict("list")
         write_json(results, args.out.with_name(f"{args.out.stem}_{args.part}.json"))

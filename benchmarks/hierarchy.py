@@ -25,7 +25,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import scbranch as sb
-from scbranch._anndata import to_lognorm
+from scbranch._normalize import to_lognorm
 from scbranch.hierarchy import SeparationTest, calibrate_times, data_topology, n_ref_for
 from scbranch.module import VPSDE
 from scbranch.representation import PCARepresentation

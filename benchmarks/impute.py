@@ -69,7 +69,7 @@ def run(adata: ad.AnnData, seed: int, masked: list[float]) -> list[dict]:
             if not kw:
                 row["inferred_type_acc"] = float((out.obs[GROUPBY].astype(str).to_numpy() == y_test).mean())
             rows.append(row)
-        A, mu, _ = measurement(model, shown, x_test[:, shown])
+        A, mu, _ = measurement(model.representation.linear_view(), shown, x_test[:, shown])
         lsq = model.representation.inverse_transform(ridge(A, mu, x_test[:, shown], s2=None).astype(np.float32))
         lsq[:, shown] = x_test[:, shown]
         rows.append({**base, "method": "PCA least squares", **scores(lsq, x_test, hidden, y_test, type_clf)})

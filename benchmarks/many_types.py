@@ -44,10 +44,9 @@ def build(n_types: int) -> tuple[BranchedDiffusion, np.ndarray, np.ndarray]:
     y = np.repeat(np.arange(n_types), CELLS_PER_TYPE)
     z = (means[y] + rng.normal(size=(len(y), N_FEATURES))).astype(np.float32)
     rep = PCARepresentation(N_FEATURES).fit(rng.normal(size=(200, 60)).astype(np.float32))
-    config = {"types": types, "var_names": [f"g{i}" for i in range(60)], "width": 128, "n_blocks": 3,
-              "dropout": 0.0, "beta_min": 0.1, "beta_max": 20.0, "random_state": 0, "softness": None,
-              "variances": None, "groupby": "cell_type"}
-    return BranchedDiffusion.from_parts(config, rep, tree), z, y
+    state = sb.model.ModelState(groupby="cell_type", types=types, var_names=[f"g{i}" for i in range(60)],
+                                n_comps=N_FEATURES, width=128, n_blocks=3, beta_min=0.1, beta_max=20.0)
+    return BranchedDiffusion.from_parts(state, rep, tree), z, y
 
 
 def all_heads_forward(net, x, t, branch):
@@ -67,7 +66,7 @@ def step_ms(model, z, y, n_steps: int, forward=None) -> float:
     gen = torch.Generator().manual_seed(0)
     original = module.net.forward
     if forward is not None:
-        module.net.forward = lambda x, t, b: forward(module.net, x, t, b)
+        module.net.forward = lambda x, t, b, condition=None: forward(module.net, x, t, b)  # no covariates here
     try:
         times = []
         for i in range(n_steps + 5):

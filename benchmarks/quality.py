@@ -24,7 +24,7 @@ from _common import GROUPBY, Evaluator, _dense, simulated_counts, split_pbmc, ti
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 GENE_COLS = ["expressing_mae", "var_log2_ratio", "marker_overlap", "knn_mixing"]
 
@@ -106,7 +106,7 @@ def run(train: ad.AnnData, test: ad.AnnData, args, label: str, counts: ad.AnnDat
 def simulated_split(random_state=0):
     adata = simulated_counts(random_state)
     counts = adata.copy()
-    adata.X = sb._anndata.to_lognorm(adata.X, "counts")
+    adata.X = sb._normalize.to_lognorm(adata.X, "counts")
     rng = np.random.default_rng(random_state)
     test = np.zeros(adata.n_obs, bool)
     for t in adata.obs[GROUPBY].unique():

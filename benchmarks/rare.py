@@ -47,7 +47,7 @@ from sklearn.preprocessing import StandardScaler
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 NS = [5, 10, 20, 50]
 ROWS = ["real", "default", "flat", "gaussian", "scvi_posterior", "peer"]

@@ -50,7 +50,7 @@ from scipy import sparse
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 RARE_CELLS = 50
 ROWS = ["real", "decoder_floor", "default", "flat", "scvi", "scvi_decoder_floor", "scvi_posterior", "gaussian",
@@ -75,7 +75,7 @@ def load(name: str, data_dir: Path) -> ad.AnnData:
 
 
 def lognorm(x) -> np.ndarray:
-    return sb._anndata.to_lognorm(_dense(x), "counts")
+    return sb._normalize.to_lognorm(_dense(x), "counts")
 
 
 class Scorer:

@@ -17,7 +17,7 @@ import numpy as np
 from _common import GROUPBY, Evaluator, split_pbmc, write_json
 
 import scbranch as sb
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 SAMPLERS = [("euler_maruyama", 50), ("ddim", 200), ("ddim", 50), ("pc", 25), ("dpm_solver_2", 25)]
 

@@ -29,7 +29,7 @@ from _common import GROUPBY, Evaluator, _dense, fit, print_mean_sd, quiet_logs, 
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.model._generate import lognorm_of  # syn.X holds counts after counts in
+from scbranch.model import lognorm_of  # syn.X holds counts after counts in
 
 RARE = 50
 
@@ -53,7 +53,7 @@ def data_sets(names, per_type):
 
 def lognorm(a):
     x = _dense(a.X)
-    return sb._anndata.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
+    return sb._normalize.to_lognorm(x, "counts") if np.all(np.mod(x, 1) == 0) else x
 
 
 def quality(ev: Evaluator, syn, rare) -> dict:

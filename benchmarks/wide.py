@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 import tempfile
@@ -120,7 +119,9 @@ def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kw
     if decoder_steps:  # the count decoder's time grows with steps × genes; its memory does not
         _nb_decoder.STEP_RANGE = (decoder_steps, decoder_steps)
 
-    logging.getLogger("scbranch").setLevel(logging.WARNING)
+    import scanpy as sc
+
+    sc.settings.verbosity = 1  # scbranch logs through scanpy: warnings only
     stages = Stages()
     stages.wrap(_anndata, "lognorm", "normalize")
     stages.wrap(_setup, "represent", "representation")

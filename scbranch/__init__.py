@@ -10,7 +10,7 @@ __version__ = "0.3.0"  # the one source: pyproject reads it (hatch), CITATION.cf
 __all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics", "pl", "simulate", "tl"]
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
-               "sampling", "cli", "_anndata", "_chunks", "_logging", "_threads"}
+               "sampling", "cli", "_anndata", "_chunks", "_logging", "_normalize", "_threads"}
 _ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy"}
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 from scipy import sparse
 
 from . import _logging as logg
+from ._normalize import InputKind
 
-InputKind = Literal["counts", "lognorm"]
 MAX_VALUE = 1e9  # a count of 1e9 in one gene of one cell is not data: caught here, not by an SVD 55 s later
 
 
@@ -81,44 +81,6 @@ def check_expression(X, *, expected: InputKind | Literal["auto"] = "auto", where
         kind = expected  # integer log-normalized values are odd but legal when the user says so
     logg.info(f"    {where} looks like {'raw counts' if kind == 'counts' else 'log-normalized expression'}")
     return kind
-
-
-def lognorm(X, kind: InputKind, target_sum: float = 1e4):
-    """Float32 log-normalized expression, sparse (CSR) for sparse input and dense for dense input: counts are
-    library-size normalized to ``target_sum``; log-normalized input is only cast. On CSR only the stored values
-    change (``log1p(0) = 0``), so memory follows the non-zeros: no cells × genes array is made."""
-    if sparse.issparse(X):
-        X = sparse.csr_matrix(X, dtype=np.float32, copy=True)
-        if kind == "counts":
-            lib = np.asarray(X.sum(1), dtype=np.float32).ravel()
-            lib[lib == 0] = 1
-            X.data /= np.repeat(lib, np.diff(X.indptr))  # the dense path's order of operations: same floats
-            X.data *= np.float32(target_sum)
-            np.log1p(X.data, out=X.data)
-        return X
-    X = np.asarray(X).astype(np.float32, copy=True)
-    if kind == "counts":
-        lib = X.sum(1, keepdims=True)
-        lib[lib == 0] = 1
-        X = np.log1p(X / lib * target_sum)
-    return X
-
-
-def to_lognorm(X, kind: InputKind, target_sum: float = 1e4) -> np.ndarray:
-    """Dense float32 log-normalized expression (see :func:`lognorm`; for small matrices and plots only)."""
-    X = lognorm(X, kind, target_sum)
-    return X.toarray() if sparse.issparse(X) else X
-
-
-def to_counts(X, kind: InputKind):
-    """Integer counts: ``X`` itself, or recovered from log-normalized values (see ``representation._library``)."""
-    from .representation import counts_info
-
-    info = counts_info(X, kind)
-    if info is None:
-        msg = "the expression holds log-normalized values that are not a per-cell scaling of integer counts"
-        raise ValueError(msg)
-    return info.counts
 
 
 LABEL_COLUMNS = ("cell_type", "celltype", "cell_types", "CellType", "cell_type_fine", "celltypes", "labels",
@@ -218,7 +180,7 @@ def type_order_and_colors(adata: ad.AnnData, groupby: str, types: list[str]) -> 
     return out
 
 
-MIN_STEPS = 20  # the LR warms up over min(200, 10 %) of the steps: at least 2 of them
+FEWEST_STEPS = 20  # a budget below this cannot warm the LR up (over min(200, 10 %) of the steps: 2 or more)
 
 
 def check_seed(random_state, *, what: str = "random_state") -> int:
@@ -249,7 +211,7 @@ def check_key(key_added, *, what: str = "key_added") -> str:
 def check_steps(max_steps, *, what: str = "max_steps") -> None:
     """A training budget the schedule can run (or ``None``: the default), else a clear error before any work."""
     if max_steps is not None:
-        check_count(max_steps, what=what, minimum=MIN_STEPS)
+        check_count(max_steps, what=what, minimum=FEWEST_STEPS)
 
 
 def to_h5ad_safe(obj):

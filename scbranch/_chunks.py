@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import sparse
 
-from . import _anndata
+from . import _anndata, _normalize
 from . import _logging as logg
 
 CHUNK_CELLS = 10_000  # rows per chunk
@@ -99,7 +99,7 @@ class LognormBlocks:
             return
         fresh = []
         for block in row_chunks(self.X, self.mask, block_rows(self.X)):
-            block = _anndata.lognorm(block, self.kind)
+            block = _normalize.lognorm(block, self.kind)
             if self.keep:
                 fresh.append(block)
             yield block
@@ -111,7 +111,7 @@ def transform(rep, X, kind, *, batch=None) -> np.ndarray:
     """Every cell of ``X`` in the representation's space, one block at a time (sparse blocks stay sparse)."""
     out, step = [], block_rows(X)
     for start, block in zip(range(0, X.shape[0], step), row_chunks(X, chunk=step)):
-        x = _anndata.lognorm(block, kind) if rep.input == "lognorm" else block
+        x = _normalize.lognorm(block, kind) if rep.input == "lognorm" else block
         b = None if batch is None else batch[start : start + step]
         out.append(rep.transform(x, batch=b))
     return np.vstack(out) if out else np.zeros((0, rep.n_features), np.float32)

@@ -1,58 +1,50 @@
-"""Timed logging in scanpy's style (``start = info("running …")`` … ``info("    finished", time=start)``).
+"""Timed logging through scanpy's logger (``start = info("running …")`` … ``info("    finished", time=start)``).
 
-Gated by scanpy's ``sc.settings.verbosity`` as scanpy's own tools are: info lines at 2 ("info") and above,
-warnings at 1 ("warning", scanpy's default) and above, nothing at 0. So a notebook is quiet by default;
-``sc.settings.verbosity = 2`` shows each step with its time (the command line sets it unless ``--quiet``).
+scverse plugins log with ``scanpy.logging`` rather than a handler of their own, so one setting governs every tool
+in a notebook: ``sc.settings.verbosity`` (info lines at 2 and above, warnings at 1, scanpy's default, and nothing
+at 0; the ``deep`` detail of a line at 3, as scanpy shows its own) and ``sc.settings.logfile`` (where the lines
+go). The command line sets verbosity 2 unless ``--quiet``. scanpy is imported at the first message, not with
+scbranch: ``scbranch --help`` does not pay for it.
 """
 
 from __future__ import annotations
 
-import logging
-import time as _time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-logger = logging.getLogger("scbranch")
-if not logger.handlers:
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(_handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+_quiet = 0  # depth of quiet() blocks: info lines inside them are dropped
+
+
+def _scanpy_logging():
+    from scanpy import logging as sc_logging
+
+    return sc_logging
 
 
 def verbosity() -> int:
-    try:
-        import scanpy as sc
+    """scanpy's ``sc.settings.verbosity`` as an int (0 nothing, 1 warnings, 2 info, 3 hints)."""
+    import scanpy as sc
 
-        return int(sc.settings.verbosity)
-    except ImportError:  # pragma: no cover - scanpy is a dependency
-        return 2
+    return int(sc.settings.verbosity)
 
 
-def info(msg: str, *, time: float | None = None, deep: str | None = None) -> float:
-    now = _time.perf_counter()
-    if verbosity() < 2:
-        return now
-    if time is not None:
-        msg = f"{msg} ({now - time:.1f}s)"
-    if deep:
-        msg = f"{msg}\n    {deep}"
-    logger.info(msg)
-    return now
+def info(msg: str, *, time: datetime | None = None, deep: str | None = None) -> datetime:
+    """An info line (with the time since ``time``, and ``deep`` at verbosity 3); returns now, for ``time=``."""
+    if _quiet:
+        return datetime.now(UTC)
+    return _scanpy_logging().info(msg, time=time, deep=deep)
 
 
 def warning(msg: str) -> None:
-    if verbosity() >= 1:
-        logger.warning(f"WARNING: {msg}")
+    _scanpy_logging().warning(msg)
 
 
 @contextmanager
 def quiet(enabled: bool = True):
-    """Silence info messages inside the block (e.g. the same check repeated per chunk)."""
-    level = logger.level
-    if enabled:
-        logger.setLevel(logging.WARNING)
+    """Drop info lines inside the block (e.g. the same check repeated per chunk); warnings still show."""
+    global _quiet
+    _quiet += bool(enabled)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        _quiet -= bool(enabled)

@@ -96,7 +96,7 @@ def _gene_level(model, adata, random_state: int) -> dict:
     import numpy as np
 
     from . import metrics, tl
-    from .model._generate import lognorm_of
+    from .model import lognorm_of
 
     x, y = model.get_lognorm(adata), adata.obs["bulk_labels"].astype(str).to_numpy()
     rng = np.random.default_rng(random_state)
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--n", type=int, default=100, help="cells per type (default: %(default)s)")
     g.add_argument("--types", nargs="+", default=None, help="only these types (default: all)")
     g.add_argument("--out", type=Path, required=True, help="output .h5ad")
-    g.add_argument("--sampler", default="euler_maruyama",
-                   choices=["euler_maruyama", "ddim", "dpm_solver_2", "heun", "pc"],
-                   help="reverse-diffusion sampler (default: %(default)s)")
+    g.add_argument("--sampler", default="euler_maruyama",  # checked against scbranch.sampling.SAMPLERS on use
+                   help="reverse-diffusion sampler: euler_maruyama, ddim, dpm_solver_2, heun, pc or one registered "
+                        "with scbranch.sampling.register_sampler (default: %(default)s)")
     g.add_argument("--n-steps", type=int, default=None, help="sampler steps (default: per sampler)")
     g.add_argument("--transform-batch", default=None,
                    help="scVI models with a batch key: decode every cell in this batch (default: the type's batches)")

@@ -14,10 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import _anndata
+from . import _anndata, _normalize
 from . import _logging as logg
 from .hierarchy import Hierarchy
-from .model._generate import lognorm_of
+from .metrics import _scanpy_quiet
+from .model import lognorm_of
 
 __all__ = ["branch_points", "hierarchy", "realism", "synthetic_vs_real", "transmutation"]
 
@@ -295,8 +296,6 @@ def _real_markers(xr: np.ndarray, yr: np.ndarray, types: list[str], n_genes: int
     of a single cell, which a test cannot rank, takes its largest mean differences instead."""
     import scanpy as sc
 
-    from .metrics import _scanpy_quiet
-
     sizes = pd.Series(yr).value_counts()
     ranked = [t for t in types if sizes.get(t, 0) >= 2]
     names: dict[str, list[int]] = {}
@@ -370,7 +369,7 @@ def realism(
     with logg.quiet():
         kind = _anndata.check_expression(x_real)
     if kind == "counts":  # normalized as scbranch normalizes counts, as the synthetic cells' lognorm layer is
-        x_real = _anndata.to_lognorm(x_real, "counts")
+        x_real = _normalize.to_lognorm(x_real, "counts")
     # match genes by name, in adata's order
     pos_syn = syn.var_names.get_indexer(real_names)
     keep = np.flatnonzero(pos_syn >= 0)

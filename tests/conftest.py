@@ -1,3 +1,5 @@
+import inspect
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ def fast(**kw) -> dict:
     """Small, fast options for ``tl.fit`` (these tests check behaviour, not quality, except test_pbmc.py);
     model options (``softness=``, ``branched=``, …) go into ``model_kwargs`` and training options into
     ``train_kwargs``, as fit expects them."""
-    model, train, rest = sb.model._config.route(kw)
+    model, train, rest = sb.model.route(kw, own=inspect.signature(sb.tl.fit).parameters)
     train = {**rest.pop("train_kwargs", {}), **train}
     return {"max_steps": 300, "progress": False, **rest, "model_kwargs": {"width": 64, "n_blocks": 2, **model},
             "train_kwargs": train}
@@ -33,6 +35,19 @@ def toy_model(toy_adata):
     adata = toy_adata.copy()
     model = sb.tl.fit(adata, groupby="cell_type", random_state=0, **fast())
     return model, adata
+
+
+@pytest.fixture
+def scanpy_log():
+    """What scbranch logs, as text: scanpy's log file (scbranch logs through scanpy's logger) set to a buffer."""
+    import io
+
+    import scanpy as sc
+
+    before, buffer = sc.settings.logfile, io.StringIO()
+    sc.settings.logfile = buffer
+    yield buffer
+    sc.settings.logfile = before
 
 
 def dense(x) -> np.ndarray:

@@ -55,7 +55,7 @@ def test_without_the_model_reads_the_fit_record(levels_model):
 
 def test_log_normalized_with_log_normalized_from_raw(toy_adata):
     adata = toy_adata.copy()
-    lognorm = sb._anndata.to_lognorm(adata.X, "counts")
+    lognorm = sb._normalize.to_lognorm(adata.X, "counts")
     raw = adata.copy()
     raw.X = sparse.csr_matrix(lognorm)
     adata.raw = raw  # log-normalized in .raw; .X scaled, as scanpy's pbmc68k_reduced

@@ -31,7 +31,7 @@ def _shift(model, syn) -> float:
 
 def test_generation_follows_the_condition(donors):
     model, adata = donors
-    assert model.config["conditions"] == {"keys": ["donor"], "categories": [["D1", "D2"]]}
+    assert model.state.conditions == {"keys": ["donor"], "categories": [["D1", "D2"]]}
     d1 = sb.tl.generate(model, 150, condition={"donor": "D1"}, random_state=1, progress=False)
     d2 = sb.tl.generate(model, 150, condition={"donor": "D2"}, random_state=1, progress=False)
     both = sb.tl.generate(model, 150, random_state=1, progress=False)  # marginal over donors

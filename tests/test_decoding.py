@@ -6,7 +6,7 @@ from scipy import sparse
 
 import scbranch as sb
 from scbranch import metrics
-from scbranch.representation import recover_counts
+from scbranch._normalize import recover_counts
 
 from .conftest import dense, fast
 
@@ -131,10 +131,10 @@ def test_new_type_without_counts_is_refused_before_the_model_changes(toy_adata):
     x = _lognorm(dense(new.X))
     x[x > 0] += 0.05  # log-normalized, but no longer a scaling of counts
     new.X = x
-    table, heads = model.hierarchy.to_table(), dict(model.config["heads"])
+    table, heads = model.hierarchy.to_table(), dict(model.state.heads)
     with pytest.raises(ValueError, match="decodes counts"):
         sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
-    assert model.types == ["A", "B"] and model.hierarchy.to_table().equals(table) and model.config["heads"] == heads
+    assert model.types == ["A", "B"] and model.hierarchy.to_table().equals(table) and model.state.heads == heads
 
 
 def test_added_type_dispersion_shrinks_toward_the_training_types(toy_model):

@@ -24,7 +24,7 @@ def test_every_tool_takes_device(toy_model):
     scored = sb.tl.score_types(adata, model, n_times=5, device="cpu", copy=True)
     assert "scbranch_types" in scored.obs
     panel = adata[:, :30].copy()
-    panel.X = sb._anndata.to_lognorm(adata.X, "counts")[:, :30]  # normalized over every gene, as impute expects
+    panel.X = sb._normalize.to_lognorm(adata.X, "counts")[:, :30]  # normalized over every gene, as impute expects
     imputed = sb.tl.impute(panel, model, groupby="cell_type", n_samples=1, n_steps=10, device="cpu", progress=False)
     assert imputed.n_vars == adata.n_vars
     assert next(model.module.parameters()).device.type == "cpu"

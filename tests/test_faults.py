@@ -47,8 +47,8 @@ def rehash(model_dir):
 
 
 def state_of(model):
-    return ({k: v.clone() for k, v in model.module.state_dict().items()}, json.dumps(model.config, sort_keys=True),
-            model.hierarchy.to_newick(), len(model.branches))
+    return ({k: v.clone() for k, v in model.module.state_dict().items()},
+            json.dumps(model.state.to_json(), sort_keys=True), model.hierarchy.to_newick(), len(model.branches))
 
 
 def assert_same_state(a, b):
@@ -203,7 +203,7 @@ def test_numpy_scalar_options_save_and_load(toy_adata, tmp_path):
     model.save(tmp_path / "m")
     model.save(tmp_path / "m", overwrite=True)
     again = sb.BranchedDiffusion.load(tmp_path / "m")
-    assert again.config["random_state"] == 1 and type(again.config["random_state"]) is int
+    assert again.state.random_state == 1 and type(again.state.random_state) is int
 
 
 def test_overwrite_refuses_a_directory_that_holds_no_model(toy_model, tmp_path):
@@ -225,18 +225,16 @@ def ab_model(toy_adata):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_add_cell_type_leaves_the_model_as_it_was(toy_adata, ab_model, monkeypatch, error):
-    from scbranch.model import _training
-
     model = copy.deepcopy(ab_model)
     before = state_of(model)
     new = toy_adata[toy_adata.obs["cell_type"] == "C"].copy()
     new_before = new.copy()
 
-    def dying_train(*args, **kwargs):
+    def dying_decoder(*args, **kwargs):  # the last step of the transaction: the tree and heads have grown by then
         msg = "interrupted"
         raise error(msg)
 
-    monkeypatch.setattr(_training, "train_module", dying_train)
+    monkeypatch.setattr(sb.BranchedDiffusion, "fit_decoder", dying_decoder)
     with pytest.raises(error):
         sb.tl.add_cell_type(new, model, max_steps=50, progress=False)
     monkeypatch.undo()
@@ -480,7 +478,8 @@ def test_a_condition_given_as_none_is_marginalized():
 
     from scbranch.model._conditions import condition_codes
 
-    model = SimpleNamespace(config={"conditions": {"keys": ["phase", "donor"], "categories": [["G1", "S"], ["D1"]]}})
+    model = SimpleNamespace(state=SimpleNamespace(conditions={"keys": ["phase", "donor"],
+                                                              "categories": [["G1", "S"], ["D1"]]}))
     assert condition_codes(model, {"phase": None, "donor": "D1"}).tolist() == [2, 0]  # 2: "not given"
     assert condition_codes(model, {"phase": None}).tolist() == condition_codes(model, None).tolist() == [2, 1]
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import scbranch as sb
-from scbranch._anndata import to_lognorm
+from scbranch._normalize import to_lognorm
 from scbranch.hierarchy import Hierarchy, SeparationTest, calibrate_times, data_topology
 from scbranch.module import VPSDE
 from scbranch.representation import PCARepresentation

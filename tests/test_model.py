@@ -1,6 +1,8 @@
 """The model object on its own (setup → train → generate → add_cell_type), its typed options, and the
 conventions of the tl wrappers around it (argument order, deprecated keywords, scanpy's save rule)."""
 
+import inspect
+
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,7 +24,7 @@ def test_model_set_up_trained_and_sampled_on_its_own(toy_adata):
     snapshot = adata.copy()
     model = sb.BranchedDiffusion(adata, groupby="cell_type", progress=False, **SMALL)
     assert_adata_equal(adata, snapshot)  # setting up only reads the AnnData
-    assert not model.is_trained and model.config["width"] == 32
+    assert not model.is_trained and model.state.width == 32
     assert sorted(model.types) == ["A", "B", "C"] and sorted(model.hierarchy.leaves) == ["A", "B", "C"]
     with pytest.raises(RuntimeError, match="not trained"):
         model.generate(3, progress=False)
@@ -78,17 +80,18 @@ def test_configs_are_typed_and_checked():
     with pytest.raises(ValueError, match="max_steps must be an integer >= 20"):
         TrainConfig(max_steps=5)
     with pytest.raises(TypeError, match="unknown train options"):
-        sb.model._config.options({"max_step": 5}, TrainConfig, where="train options")
+        sb.model.split_options({"max_step": 5}, TrainConfig, where="train options")
     with pytest.raises(ValueError, match="min_cells must be"):
         SetupConfig(min_cells=0)
-    model, train, rest = sb.model._config.route({"width": 8, "lr": 1e-3, "groupby": "x", "sharing": 0.1})
+    model, train, rest = sb.model.route({"width": 8, "lr": 1e-3, "groupby": "x", "sharing": 0.1},
+                                        own=inspect.signature(sb.tl.fit).parameters)
     assert model == {"width": 8} and train == {"lr": 1e-3} and rest == {"groupby": "x", "sharing": 0.1}
 
 
 def test_old_keywords_still_work_with_a_future_warning(toy_adata):
     with pytest.warns(FutureWarning, match=r"fit\(width=...\) is deprecated: pass model_kwargs"):
         model = sb.tl.fit(toy_adata.copy(), groupby="cell_type", width=32, max_steps=20, progress=False)
-    assert model.config["width"] == 32
+    assert model.state.width == 32
 
 
 def test_loaded_model_cannot_retrain_without_data(toy_model, tmp_path):

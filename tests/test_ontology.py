@@ -1,6 +1,5 @@
 """Cell Ontology hierarchies (offline, cellxgene-ontology-guide)."""
 
-import logging
 
 import anndata as ad
 import numpy as np
@@ -48,10 +47,9 @@ def test_unmatched_labels_listed_with_closest_names():
     assert "'B cell':" not in text
 
 
-def test_deprecated_term_follows_replacement(caplog):
-    with caplog.at_level(logging.WARNING, logger="scbranch"):
-        assert map_labels(["CL:0000054"]) == {"CL:0000054": "CL:0000062"}
-    assert "deprecated" in caplog.text
+def test_deprecated_term_follows_replacement(scanpy_log):
+    assert map_labels(["CL:0000054"]) == {"CL:0000054": "CL:0000062"}
+    assert "deprecated" in scanpy_log.getvalue()
 
 
 def test_label_at_an_internal_ontology_node():

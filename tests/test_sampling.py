@@ -120,7 +120,7 @@ def test_samplers_recover_known_gaussian_under_componentwise_schedule(name):
 
 def test_network_shared_conditioning_matches_per_row():
     """The sampler's case (one t, one branch for all rows) computes the conditioning once; same ε̂ as per row."""
-    from scbranch.module._network import BranchedScoreNet
+    from scbranch.module import BranchedScoreNet
 
     torch.manual_seed(0)
     net = BranchedScoreNet(5, 3, width=32, n_blocks=2).eval()
@@ -138,7 +138,7 @@ def test_network_shared_conditioning_matches_per_row():
 def test_network_evaluates_only_each_rows_own_head():
     """Mixed branches (training): each row's ε̂ equals that row evaluated alone in its branch, and only the
     rows of the branches in the batch receive gradient."""
-    from scbranch.module._network import BranchedScoreNet
+    from scbranch.module import BranchedScoreNet
 
     torch.manual_seed(0)
     net = BranchedScoreNet(4, 7, width=16, n_blocks=2)

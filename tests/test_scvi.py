@@ -33,7 +33,7 @@ def test_scvi_representation_generates_counts_per_type(scvi_model, batched):
     syn = sb.tl.generate(model, 60, progress=False)
     counts = dense(syn.X)  # fitted on counts in .X: counts in .X, their log-normalization beside
     assert counts.shape == (180, adata.n_vars) and (counts >= 0).all() and np.array_equal(counts, np.round(counts))
-    np.testing.assert_allclose(dense(syn.layers["lognorm"]), sb._anndata.to_lognorm(counts, "counts"), rtol=1e-6)
+    np.testing.assert_allclose(dense(syn.layers["lognorm"]), sb._normalize.to_lognorm(counts, "counts"), rtol=1e-6)
     # library sizes follow the observed ones (drawn per type, then thinned by scVI's zero inflation, which a
     # 15-epoch scVI still overestimates: ~25 % fewer counts here)
     real_lib = np.asarray(batched.X.sum(1)).ravel()
@@ -92,7 +92,7 @@ def test_scvi_accepts_a_trained_scvi_model(batched, tmp_path):
 
 def test_scvi_bad_input_errors_leave_adata_untouched(batched, toy_model):
     lognorm = batched.copy()
-    x = sb._anndata.to_lognorm(lognorm.X, "counts")
+    x = sb._normalize.to_lognorm(lognorm.X, "counts")
     x[x > 0] += 0.05  # no longer a per-cell scaling of counts
     lognorm.X = x
     before = lognorm.copy()

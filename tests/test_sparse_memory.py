@@ -8,7 +8,7 @@ from scipy import sparse
 from sklearn.decomposition import PCA
 
 import scbranch as sb
-from scbranch import _anndata, _chunks
+from scbranch import _chunks, _normalize
 from scbranch.representation import PCARepresentation, _library, _nb_decoder
 
 from .conftest import fast
@@ -41,15 +41,15 @@ def wide():
 
 def test_sparse_lognorm_equals_dense(wide):
     x = wide.X[:300]
-    out = _anndata.lognorm(x, "counts")
+    out = _normalize.lognorm(x, "counts")
     assert sparse.issparse(out) and out.dtype == np.float32 and out.nnz == x.nnz
-    np.testing.assert_array_equal(out.toarray(), _anndata.lognorm(x.toarray(), "counts"))
+    np.testing.assert_array_equal(out.toarray(), _normalize.lognorm(x.toarray(), "counts"))
 
 
 def test_sparse_pca_matches_the_dense_pca():
     """The blockwise sparse PCA gives the components, scores and scale of the dense (LAPACK) PCA used before."""
     adata = _wide_counts(400, 600, seed=1)
-    x = _anndata.lognorm(adata.X, "counts")
+    x = _normalize.lognorm(adata.X, "counts")
     for n_comps in (5, 15):
         rep = PCARepresentation(n_comps).fit(x)  # sparse, centred implicitly
         ref = PCA(n_components=n_comps, svd_solver="full").fit(x.toarray())
@@ -66,7 +66,7 @@ def test_sparse_pca_matches_the_dense_pca():
 
 
 def test_blocks_give_the_same_pca_as_one_matrix(wide):
-    x = _anndata.lognorm(wide.X[:600], "counts")
+    x = _normalize.lognorm(wide.X[:600], "counts")
     whole = PCARepresentation(10).fit(x)
     blocks = PCARepresentation(10).fit_blocks([x[lo : lo + 128] for lo in range(0, 600, 128)])
     np.testing.assert_allclose(blocks.components_, whole.components_, atol=1e-5)

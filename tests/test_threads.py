@@ -1,6 +1,5 @@
 """Thread choice for training and sampling: explicit settings win; a busy machine gets fewer threads."""
 
-import logging
 import os
 
 import pytest
@@ -43,37 +42,38 @@ def test_idle_machine_uses_physical_cores_and_restores(clean):
     assert torch.get_num_threads() == 1
 
 
-def test_busy_machine_gets_fewer_threads_and_one_warning(clean, caplog, monkeypatch):
+def test_busy_machine_gets_fewer_threads_and_one_warning(clean, scanpy_log, monkeypatch):
     monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 2.0))  # ~2 other busy processes
-    caplog.set_level(logging.WARNING, logger="scbranch")
-    monkeypatch.setattr(logging.getLogger("scbranch"), "propagate", True)
     with _threads.torch_threads() as n:
         assert n == 1
-    assert any("busy" in r.getMessage() for r in caplog.records)
-    caplog.clear()
+    assert "busy" in scanpy_log.getvalue()
+    scanpy_log.truncate(0)
+    scanpy_log.seek(0)
     with _threads.torch_threads():
         pass
-    assert not any("busy" in r.getMessage() for r in caplog.records)  # warned once per process
+    assert "busy" not in scanpy_log.getvalue()  # warned once per process
 
 
-def test_logging_follows_scanpy_verbosity(toy_adata, caplog, monkeypatch):
+def test_logging_follows_scanpy_verbosity(toy_adata, scanpy_log):
     from scbranch import _logging
 
-    monkeypatch.setattr(logging.getLogger("scbranch"), "propagate", True)
-    caplog.set_level(logging.INFO, logger="scbranch")
     before = sc.settings.verbosity
     try:
         sc.settings.verbosity = 0
         _logging.info("step one")
         _logging.warning("careful")
-        assert not caplog.records
+        assert scanpy_log.getvalue() == ""
         sc.settings.verbosity = 1  # scanpy's default: warnings only
         _logging.info("step two")
         _logging.warning("careful")
-        assert {r.levelno for r in caplog.records} == {logging.WARNING}
+        assert scanpy_log.getvalue() == "WARNING: careful\n"
         sc.settings.verbosity = 2
-        _logging.info("step three")
-        assert caplog.records[-1].getMessage() == "step three"
+        start = _logging.info("step three")
+        _logging.info("    finished", time=start, deep="added .obs['x']")  # deep: only at verbosity 3, as scanpy's
+        assert scanpy_log.getvalue().splitlines()[1:] == ["step three", "    finished (0:00:00)"]
+        sc.settings.verbosity = 3
+        _logging.info("    finished", time=start, deep="added .obs['x']")
+        assert scanpy_log.getvalue().splitlines()[-1] == "    finished: added .obs['x'] (0:00:00)"
     finally:
         sc.settings.verbosity = before

@@ -186,7 +186,7 @@ def test_branch_ess_is_measured_at_fit_and_late_splits_are_floored(typed_model):
     from scbranch.hierarchy._data import MIN_BRANCH_TIME
 
     model, _ = typed_model
-    ess = model.config["branch_ess"]
+    ess = model.state.branch_ess
     paths, _, _ = model.walk_layout()
     node = dict(zip(model.branches["branch"], model.branches["node"]))
     children = {node[c] for p in paths.values() for c in p[1:]}

@@ -14,7 +14,7 @@ import torch
 
 def condition_codes(model, condition: Mapping[str, str] | None) -> torch.Tensor | None:
     """(K,) codes for ``{key: value}`` (keys left out: "not given"), or None for a model without covariates."""
-    spec = model.config.get("conditions")
+    spec = model.state.conditions
     if spec is None:
         if condition:
             msg = "this model has no covariates; fit it with condition_keys=[...] to generate under a condition"

@@ -3,7 +3,7 @@
 :class:`SetupConfig` (how the AnnData is read) and :class:`ModelConfig` (the model space, the network, the
 hierarchy's sharing) are what :class:`~scbranch.BranchedDiffusion` takes; :class:`TrainConfig` is what
 :meth:`~scbranch.BranchedDiffusion.train` takes. ``tl.fit`` passes its ``model_kwargs`` / ``train_kwargs`` through
-:func:`options` into these, so an unknown or ill-typed option is one clear error before any work, and the
+:func:`split_options` into these, so an unknown or ill-typed option is one clear error before any work, and the
 ``.uns`` parameters and the saved config are ``dataclasses.asdict`` of them, never a hand-kept list.
 """
 
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import _anndata
+from ..module import BETA_MAX, BETA_MIN, DROPOUT, N_BLOCKS, WIDTH
+from ..representation import REPRESENTATIONS, get_representation
 
 DEFAULT_SHARING = 0.5  # the knee of the cost-quality curve (benchmarks/sharing.py; see tl.fit's docstring)
 
@@ -75,14 +77,18 @@ class ModelConfig:
     Attributes
     ----------
     representation, n_comps
-        ``"pca"`` (``n_comps`` standardized PCs; default 15 below 2,000 cells, 30 above) or ``"scvi"`` (scVI's
-        latent means, ``n_comps`` = ``n_latent``, default 10).
+        A name registered with :func:`~scbranch.representation.register_representation`: ``"pca"`` (``n_comps``
+        standardized PCs; default 15 below 2,000 cells, 30 above) or ``"scvi"`` (scVI's latent means, ``n_comps``
+        = ``n_latent``, default 10).
     n_top_genes
         ``"pca"`` only: fit the model space on this many highly variable genes (``sc.pp.highly_variable_genes``,
         flavour ``"seurat_v3"`` on counts, ``"seurat"`` on log-normalized input); counts are still decoded for every
         gene. ``"auto"`` (default): all genes up to 5,000, else 3,000; ``None``, ``0`` or ``"all"``: every gene.
     scvi_model, scvi_epochs
         A trained ``scvi.model.SCVI`` to use instead of training one; scVI's epochs (``None``: scvi-tools').
+    representation_kwargs
+        Further fields of the representation's own ``Options`` (``n_comps``, ``scvi_model`` and ``scvi_epochs`` may
+        be given here too); an option the representation does not take is an error.
     width, n_blocks, dropout
         The score network: residual MLP trunk of ``n_blocks`` blocks of ``width`` units.
     beta_min, beta_max, softness
@@ -101,18 +107,19 @@ class ModelConfig:
     n_top_genes: int | str | None = "auto"
     scvi_model: Any = field(default=None, repr=False)
     scvi_epochs: int | None = None
-    width: int = 128
-    n_blocks: int = 3
-    dropout: float = 0.0
-    beta_min: float = 0.1
-    beta_max: float = 20.0
+    representation_kwargs: Mapping[str, Any] | None = None
+    width: int = WIDTH  # the module's defaults: defined there once
+    n_blocks: int = N_BLOCKS
+    dropout: float = DROPOUT
+    beta_min: float = BETA_MIN
+    beta_max: float = BETA_MAX
     softness: float | None = None
     sharing: float = DEFAULT_SHARING
     branched: bool = True
     type_classifier: bool = True
 
     def __post_init__(self):
-        _choice("representation", self.representation, ("pca", "scvi"))
+        get_representation(self.representation)  # registered: an unknown name lists the choices
         for name in ("width", "n_blocks"):
             _anndata.check_count(getattr(self, name), what=name)
         for name in ("n_comps", "scvi_epochs"):
@@ -217,7 +224,25 @@ def names(*configs) -> list[str]:
     return [f.name for c in configs for f in dataclasses.fields(c)]
 
 
-def options(kwargs: Mapping | None, *configs, where: str) -> list:
+def representation_options(model: ModelConfig, cls: type):
+    """The representation's own ``Options`` from ``model``'s fields of the same names and its
+    ``representation_kwargs``; a field set for another representation is an error naming the ones it takes."""
+    own = {f.name for f in dataclasses.fields(cls.Options)}
+    given = {k: getattr(model, k) for k in ("n_comps", "scvi_model", "scvi_epochs") if getattr(model, k) is not None}
+    if model.n_top_genes != "auto":  # PCA's; None means every gene, so "not given" is the default's "auto"
+        given["n_top_genes"] = model.n_top_genes
+    given.update(model.representation_kwargs or {})
+    stray = sorted(set(given) - own)
+    if stray:
+        takers = [f"representation={k!r}" for k, c in REPRESENTATIONS.items()
+                  if set(stray) <= {f.name for f in dataclasses.fields(c.Options)}]
+        msg = (f"{stray} are not options of representation={model.representation!r}"
+               + (f" but of {' or '.join(takers)}" if takers else "") + f"; it takes {sorted(own)}")
+        raise ValueError(msg)
+    return cls.Options(**given)
+
+
+def split_options(kwargs: Mapping | None, *configs, where: str) -> list:
     """Split ``kwargs`` over ``configs`` (dataclass types) and build one instance of each; unknown keys are a
     ``TypeError`` that names the valid ones."""
     kwargs = dict(kwargs or {})
@@ -228,16 +253,13 @@ def options(kwargs: Mapping | None, *configs, where: str) -> list:
     return [c(**{k: v for k, v in kwargs.items() if k in {f.name for f in dataclasses.fields(c)}}) for c in configs]
 
 
-FIT_ARGUMENTS = ("representation", "n_comps", "layer", "batch_key", "condition_keys", "sharing",
-                 "max_steps")  # tl.fit's own
-
-
-def route(kwargs: Mapping) -> tuple[dict, dict, dict]:
+def route(kwargs: Mapping, *, own: Collection[str] = ()) -> tuple[dict, dict, dict]:
     """Flat options → ``(model_kwargs, train_kwargs, rest)``: fields of SetupConfig/ModelConfig, fields of
-    TrainConfig, and everything else (tl.fit's own arguments among them)."""
+    TrainConfig, and everything else, the names in ``own`` among them (a function's own arguments, e.g.
+    ``inspect.signature(sb.tl.fit).parameters``, even where they are config fields too)."""
     model, train, rest = {}, {}, {}
     for key, value in kwargs.items():
-        if key in FIT_ARGUMENTS:
+        if key in own:
             rest[key] = value
         elif key in names(SetupConfig, ModelConfig):
             model[key] = value
@@ -250,6 +272,8 @@ def route(kwargs: Mapping) -> tuple[dict, dict, dict]:
 
 def to_params(config) -> dict:
     """A config as plain values for ``.uns``/JSON: objects (a given scVI model) by class name, ``None`` left out."""
+    if config is None:  # a model loaded or built from parts: its options are in its config
+        return {}
     out = {}
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)

@@ -9,6 +9,7 @@ Each call moves its tensors (cells × ~30 floats) to the device and the result b
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 import torch
@@ -71,8 +72,10 @@ def on_device(model, device):
     module, classifier = model.module, model.classifier
     try:
         model.module = _Placed(module.to(dev), dev)
-        if classifier is not None:
-            model.classifier = _Placed(classifier.to(dev), dev)
+        if classifier is not None:  # the TypeClassifier keeps its types and weights; its network is placed
+            model.classifier = dataclasses.replace(classifier, net=_Placed(classifier.net.to(dev), dev))
         yield dev
     finally:
-        model.module, model.classifier = module.cpu(), classifier.cpu() if classifier is not None else None
+        model.module, model.classifier = module.cpu(), classifier
+        if classifier is not None:
+            classifier.net.cpu()

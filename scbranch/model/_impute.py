@@ -15,17 +15,22 @@ draws is the imputed cell; the unmeasured genes are its PCA reconstruction.
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import torch
 
+from .. import _anndata
+from .. import _logging as logg
 from ..sampling import get_sampler, get_times, sample_tree
 
 
-def measurement(model, measured: np.ndarray, x_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """``A`` (d, g_o), the measured genes' means, and the noise variance s² from a ridge fit of ``x_obs``."""
-    rep = model.representation
-    A = (rep.scale_[:, None] * rep.components_[:, measured]).astype(np.float64)
-    mu = rep.mean_[measured].astype(np.float64)
+def measurement(view: tuple[np.ndarray, np.ndarray], measured: np.ndarray,
+                x_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``A`` (d, g_o), the measured genes' means, and the noise variance s² from a ridge fit of ``x_obs``, from the
+    representation's linear view (see ``Representation.linear_view``)."""
+    A = np.asarray(view[0][:, measured], dtype=np.float64)
+    mu = np.asarray(view[1][measured], dtype=np.float64)
     d, g = A.shape
     z_ls = ridge(A, mu, x_obs, s2=None)
     resid = x_obs - mu - z_ls @ A
@@ -80,3 +85,69 @@ def impute_latent(model, x_obs: np.ndarray, view: tuple[np.ndarray, np.ndarray, 
                                n_features=z.shape[1], heads=heads, generator=gen, progress=progress)
         z[rows] = cells[ty].numpy().reshape(len(rows), n_samples, -1).mean(1)
     return z
+
+
+def _infer_types(model, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most likely type and its probability, by the noise-conditioned classifier at t ≈ 0."""
+    if model.classifier is None:
+        msg = "impute needs groupby= (the cells' types) or a model with its type classifier to infer them"
+        raise ValueError(msg)
+    p = model.classifier.probabilities(z).numpy()
+    return np.asarray(model.classifier.types)[p.argmax(1)], p.max(1)
+
+
+def impute(model, adata_panel: ad.AnnData, *, groupby: str | None, n_samples: int, n_steps: int, guidance: float,
+           random_state: int, progress: bool | None, key_added: str) -> ad.AnnData:
+    """Cells measured on part of the model's genes, completed (see :func:`scbranch.tl.impute`)."""
+    random_state = _anndata.check_seed(random_state)
+    _anndata.check_key(key_added)
+    n_samples = _anndata.check_count(n_samples, what="n_samples")
+    n_steps = _anndata.check_count(n_steps, what="n_steps")
+    view = model.representation.linear_view()
+    if view is None:  # the measurements are a linear view of a cell only in a linear model space
+        msg = f"impute needs a model with representation='pca' (this one: {model.representation.kind!r})"
+        raise ValueError(msg)
+    X, names = _anndata.get_matrix(adata_panel, layer=model.state.layer, use_raw=model.state.use_raw)
+    measured = model.var_names.get_indexer(names)
+    keep = measured >= 0
+    if keep.sum() < 2:
+        msg = (f"adata_panel shares {int(keep.sum())} genes with the model (needs at least 2), e.g. the model's "
+               f"{list(model.var_names[:5])}, the panel's {list(names[:5])}")
+        raise ValueError(msg)
+    X = X[:, np.flatnonzero(keep)]
+    measured = measured[keep]
+    if _anndata.check_expression(X, where="the panel") == "counts":  # normalized over the panel ≠ the model's scale
+        msg = ("the panel holds counts; impute needs log-normalized values normalized over the whole transcriptome as "
+               "the training cells were (e.g. adata[:, panel_genes] of such data)")
+        raise ValueError(msg)
+    x_obs = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    label_key = groupby or model.groupby
+    A, mu, s2 = measurement(view, measured, x_obs)
+    if groupby is not None:
+        types, prob = _anndata.check_obs_column(adata_panel, groupby, what="groupby"), None
+        unknown = sorted(set(types) - set(model.types))
+        if unknown:
+            msg = (f"types in adata_panel.obs[{groupby!r}] that the model does not know: {unknown}; "
+                   f"it knows {model.types}")
+            raise ValueError(msg)
+    else:
+        types, prob = _infer_types(model, ridge(A, mu, x_obs, s2=s2).astype(np.float32))
+    start = logg.info(f"imputing {len(model.var_names) - len(measured)} genes of {adata_panel.n_obs} cells from "
+                      f"{len(measured)} measured")
+    z = impute_latent(model, x_obs, (A, mu, s2), types, n_samples=n_samples, n_steps=n_steps, guidance=guidance,
+                      random_state=random_state, progress=progress)
+    full = np.clip(z @ view[0] + view[1], 0.0, None)  # unmeasured genes: the cells' reconstruction
+    full[:, measured] = x_obs
+    obs = adata_panel.obs.copy()
+    obs[label_key] = pd.Categorical(types, categories=[t for t in model.type_order if t in set(types)])
+    if prob is not None:
+        obs[f"{key_added}_type_probability"] = prob
+    var = pd.DataFrame({f"{key_added}_measured": np.isin(np.arange(len(model.var_names)), measured)},
+                       index=model.var_names)
+    out = ad.AnnData(full.astype(np.float32), obs=obs, var=var)
+    out.obsm[f"X_{key_added}"] = z
+    out.uns[key_added] = {"impute": {"n_measured": len(measured), "noise_var": s2, "n_samples": n_samples,
+                                     "n_steps": n_steps, "guidance": float(guidance), "random_state": random_state,
+                                     "types_inferred": groupby is None}}
+    logg.info("    finished", time=start, deep=f"noise variance of the measured genes {s2:.3g}")
+    return out

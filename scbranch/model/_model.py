@@ -10,49 +10,51 @@ import copy
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
+from .._normalize import counts_info
 from .._progress import sampling_bar
 from .._threads import torch_threads
 from ..hierarchy import Hierarchy
 from ..module import make_module
 from ..module._network import upgrade_state_dict
 from ..module._shapes import check_shapes
-from ..representation import REPRESENTATIONS, Decoded, DecoderData, counts_info
-from ..sampling import EVALS_PER_STEP, get_sampler, get_times, sample_tree
+from ..representation import REPRESENTATIONS, Decoded, DecoderData
+from ..sampling import DEFAULT_SAMPLER, get_sampler, get_times, sample_tree
+from . import _continual, _impute, _mapping
 from ._checks import check_genes, check_meta
 from ._conditions import condition_codes, conditioned
-from ._config import ModelConfig, SetupConfig, TrainConfig
-from ._config import options as config_options
+from ._config import ModelConfig, SetupConfig, TrainConfig, split_options
 from ._device import on_device
+from ._device import resolve as resolve_device
+from ._generate import decoded_adata, generate
 from ._io import load_dir, plain, save_dir
 from ._requests import plan
 from ._setup import prepare
+from ._state import ModelState
 from ._training import default_steps, train_module
-from ._types import fit_type_classifier, load_type_classifier, make_resampler
-
-# 50 network evaluations per trajectory for every sampler (benchmarks/schedules.py): at this budget the
-# stochastic samplers (Euler–Maruyama, PC) matched 1,000-step Euler–Maruyama on MMD on both datasets, the
-# deterministic ones only on the simulated tree; Euler–Maruyama was best overall, hence the default.
-_DEFAULT_STEPS = {"euler_maruyama": 50, "ddim": 50, "heun": 25, "pc": 25, "dpm_solver_2": 25}
-DEFAULT_SAMPLER = "euler_maruyama"
+from ._types import TypeClassifier, TypeScores
 
 
 class BranchedDiffusion:
     """A hierarchically branched diffusion model of the cells of an AnnData.
 
-    Set up on ``adata`` (validation, the model space, the hierarchy and its branch points), then
-    :meth:`train`, :meth:`generate`, :meth:`add_cell_type`, :meth:`save` / :meth:`load`. ``scbranch.tl.fit``
-    does setup and training in one call and records the diagnostics in ``adata.uns``.
+    Set up on ``adata`` (validation, the model space, the hierarchy and its branch points), then :meth:`train`,
+    :meth:`sample`, :meth:`generate`, :meth:`transmute`, :meth:`transfer`, :meth:`impute`, :meth:`score_types`,
+    :meth:`add_cell_type`, :meth:`save` / :meth:`load`; its state is one :class:`~scbranch.model.ModelState`
+    (:attr:`state`). ``scbranch.tl.fit`` does setup and training in one call and records the diagnostics in
+    ``adata.uns``; the other ``scbranch.tl`` functions are adapters over these methods that write into AnnData.
 
     Parameters
     ----------
@@ -82,28 +84,33 @@ class BranchedDiffusion:
 
     def __init__(self, adata: ad.AnnData, *, groupby: str | None = None, hierarchy=None, random_state: int = 0,
                  progress: bool | None = None, **options):
-        setup, model_options = config_options(options, SetupConfig, ModelConfig, where="model options")
+        setup, model_options = split_options(options, SetupConfig, ModelConfig, where="model options")
         self.prepared = prepare(adata, groupby=groupby, hierarchy=hierarchy, setup=setup, model=model_options,
                                 random_state=random_state, progress=progress)
-        self._build(self.prepared.config, self.prepared.rep, self.prepared.tree)
+        self._build(self.prepared.state, self.prepared.rep, self.prepared.tree)
         # the given scVI model is held by the representation: a second reference would be deep-copied by
         # transaction() (scVI and its AnnData), so the options keep only the plain values
-        self.setup_options, self.model_options = setup, dataclasses.replace(model_options, scvi_model=None)
+        plain_kwargs = {k: v for k, v in (model_options.representation_kwargs or {}).items()
+                        if v is None or isinstance(v, str | int | float | bool | list | tuple)}
+        self.setup_options, self.model_options = setup, dataclasses.replace(
+            model_options, scvi_model=None, representation_kwargs=plain_kwargs or None)
         self.train_options = None
 
     @classmethod
-    def from_parts(cls, config: dict, representation, hierarchy: Hierarchy, *,
+    def from_parts(cls, state: ModelState | Mapping, representation, hierarchy: Hierarchy, *,
                    weights: Mapping | None = None) -> BranchedDiffusion:
-        """Low level: a model from its config, a fitted representation and a timed hierarchy, with no training
-        data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`).
-        ``weights``: the score network's state dict, loaded after checking that it fits the config."""
+        """Low level: a model from its state (or its JSON), a fitted representation and a timed hierarchy, with no
+        training data (:meth:`load` and the benchmarks build models this way; train it with :meth:`train_arrays`).
+        ``weights``: the score network's state dict, loaded after checking that it fits the state."""
         model = cls.__new__(cls)
-        model._build(config, representation, hierarchy, weights=weights)
+        state = state if isinstance(state, ModelState) else ModelState.from_json(plain(dict(state)))
+        model._build(state, representation, hierarchy, weights=weights)
         model.prepared, model.setup_options, model.model_options, model.train_options = None, None, None, None
         return model
 
-    def _build(self, config: dict, representation, hierarchy: Hierarchy, *, weights: Mapping | None = None) -> None:
-        self.config = plain(config)  # plain JSON values by construction: a numpy scalar option cannot break save
+    def _build(self, state: ModelState, representation, hierarchy: Hierarchy, *,
+               weights: Mapping | None = None) -> None:
+        self.state = state
         self.representation = representation
         self.hierarchy = hierarchy
         self._set_branches()
@@ -111,19 +118,26 @@ class BranchedDiffusion:
         if weights is not None:  # shapes first, on the meta device: a config asking for 100 GB allocates nothing
             check_shapes(lambda: make_module(module_config), weights, "the score network")
         with torch.random.fork_rng():  # seeded initialisation without touching the user's global RNG
-            torch.manual_seed(int(config.get("random_state", 0)))
+            torch.manual_seed(int(state.random_state))
             self.module = make_module(module_config)
         if weights is not None:
             self.module.load_state_dict(weights)
         self.history: dict = {}
         self.is_trained = False
-        self.classifier = None  # p(type | x_t, t): see _types.py (resampling at branch points, score_types)
+        self.classifier: TypeClassifier | None = None  # p(type | x_t, t): resampling at branch points, score_types
         self.last_added: dict | None = None  # the report of the last add_cell_type
 
     @property
     def types(self) -> list[str]:
-        """The cell types the model generates, in model order (``config["types"]``)."""
-        return self.config["types"]
+        """The cell types the model generates, in model order."""
+        return self.state.types
+
+    @property
+    def config(self) -> dict:
+        """The model's state as a plain dict: deprecated, read :attr:`state` (a :class:`ModelState`)."""
+        warnings.warn("model.config is deprecated: read model.state (e.g. model.state.width)", FutureWarning,
+                      stacklevel=2)
+        return self.state.to_json()
 
     def _set_branches(self) -> None:
         """Branch table of the hierarchy plus, per branch, the network head (and embedding) it uses.
@@ -132,7 +146,9 @@ class BranchedDiffusion:
         branch reuses the frozen head of the branch it was cut from, so old types stay exactly as they were.
         """
         df = self.hierarchy.branches()
-        heads = self.config.setdefault("heads", {n: i for i, n in enumerate(df.node)})
+        if self.state.heads is None:  # one head per branch until a type is added
+            self.state = dataclasses.replace(self.state, heads={n: i for i, n in enumerate(df.node)})
+        heads = self.state.heads
         missing = sorted(set(df.node) - set(heads))
         if missing:
             msg = f"branches without a network head: {missing}"
@@ -162,20 +178,20 @@ class BranchedDiffusion:
         return paths, bounds, heads
 
     def _module_config(self) -> dict:
-        c = self.config
+        s = self.state
         return {
             "n_features": self.representation.n_features,
             "type_paths": self.type_paths(),
             # the blocks of branch parameters (see BranchedScoreNet); one block until a type is added
-            "n_branches": c.get("branch_blocks") or int(self.branches["head"].max()) + 1,
-            **{k: c[k] for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max")},
-            "softness": c.get("softness"), "variances": c.get("variances"),
-            "n_conditions": [len(v) for v in c["conditions"]["categories"]] if c.get("conditions") else None,
+            "n_branches": s.branch_blocks or int(self.branches["head"].max()) + 1,
+            "width": s.width, "n_blocks": s.n_blocks, "dropout": s.dropout, "beta_min": s.beta_min,
+            "beta_max": s.beta_max, "softness": s.softness, "variances": s.variances,
+            "n_conditions": [len(v) for v in s.conditions["categories"]] if s.conditions else None,
         }
 
     def __repr__(self) -> str:
         # three lines whatever the number of types (the whole Newick string was unreadable at 300 types)
-        n_cells = sum((self.config.get("type_counts") or {}).values())
+        n_cells = sum((self.state.type_counts or {}).values())
         cells = f"{n_cells} cells × " if n_cells else ""
         def group(node) -> str:  # data-tree node names (n3) mean nothing to a reader: name the types
             leaves = node.leaves()
@@ -195,16 +211,16 @@ class BranchedDiffusion:
     @property
     def type_order(self) -> list[str]:
         """The types in the real data's order (its categories'), then any added since."""
-        order = list(self.config.get("type_order", []))
+        order = list(self.state.type_order)
         return order + [t for t in self.types if t not in order]
 
     @property
     def groupby(self) -> str:
-        return self.config["groupby"]
+        return self.state.groupby
 
     @property
     def var_names(self) -> pd.Index:
-        return pd.Index(self.config["var_names"])
+        return pd.Index(self.state.var_names)
 
     # ---- data ---------------------------------------------------------------------------------------------
     def get_latent(self, adata: ad.AnnData) -> np.ndarray:
@@ -217,7 +233,7 @@ class BranchedDiffusion:
     def get_lognorm(self, adata: ad.AnnData) -> np.ndarray:
         """Log-normalized expression of ``adata`` on the model's genes, read and checked as at fit time."""
         X, kind = self._read(adata)
-        return _anndata.to_lognorm(X, kind)
+        return _normalize.to_lognorm(X, kind)
 
     def get_input(self, adata: ad.AnnData):
         """What the representation reads: log-normalized expression (PCA) or raw counts (scVI)."""
@@ -225,11 +241,11 @@ class BranchedDiffusion:
 
     def _as_input(self, X, kind):
         if self.representation.input == "lognorm":
-            return _anndata.lognorm(X, kind)  # sparse stays sparse
-        return _anndata.to_counts(X, kind)
+            return _normalize.lognorm(X, kind)  # sparse stays sparse
+        return _normalize.to_counts(X, kind)
 
     def get_batch(self, adata: ad.AnnData) -> np.ndarray | None:
-        key = self.config.get("batch_key")
+        key = self.state.batch_key
         if key is None:
             return None
         if key not in adata.obs:
@@ -238,7 +254,7 @@ class BranchedDiffusion:
         return adata.obs[key].astype(str).to_numpy()
 
     def _read(self, adata: ad.AnnData):
-        X, var_names = _anndata.get_matrix(adata, layer=self.config["layer"], use_raw=self.config["use_raw"])
+        X, var_names = _anndata.get_matrix(adata, layer=self.state.layer, use_raw=self.state.use_raw)
         missing = self.var_names.difference(var_names)
         if len(missing):
             msg = (f"{len(missing)} of the model's {len(self.var_names)} genes are missing from adata, "
@@ -247,7 +263,7 @@ class BranchedDiffusion:
         if not var_names.equals(self.var_names):
             X = X[:, var_names.get_indexer(self.var_names)]
         check = _chunks.check_expression if _chunks.is_chunked(X) else _anndata.check_expression
-        return X, check(X, expected=self.config["input_kind"])
+        return X, check(X, expected=self.state.input_kind)
 
     def decoder_data(self, adata: ad.AnnData, labels) -> DecoderData:
         """What :meth:`fit_decoder` needs of the cells of ``adata``: representation inputs, counts if any, and
@@ -278,8 +294,6 @@ class BranchedDiffusion:
         held-out real cells like generated cells, it is the best any diffusion in this model space can reach
         (``benchmarks/realism.py``, the demo's table). Returns an AnnData like :meth:`generate`'s, one cell per
         cell of ``adata``, with its ``obs_names``."""
-        from ._generate import decoded_adata
-
         labels = _anndata.check_obs_column(adata, self.groupby, what="groupby")
         unknown = sorted(set(labels) - set(self.types))
         if unknown:
@@ -288,11 +302,6 @@ class BranchedDiffusion:
         obs = pd.DataFrame({self.groupby: pd.Categorical(labels, categories=self.type_order)},
                            index=adata.obs_names.copy())
         return decoded_adata(self, self.get_latent(adata), labels, obs, random_state=random_state)
-
-    def to_genes(self, z: np.ndarray, labels, *, random_state: int | None = 0) -> np.ndarray:
-        """Dense log-normalized expression of model-space cells (see :meth:`decode`)."""
-        X = self.decode(z, labels, random_state=random_state).X
-        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
     # ---- training -------------------------------------------------------------------------------------------
     def train(self, max_steps: int | None = None, *, progress: bool | None = None,
@@ -312,13 +321,13 @@ class BranchedDiffusion:
         -------
         The loss history (also ``self.history``): steps, train/validation loss per check, ``stop_reason``.
         """
-        (options,) = config_options({"max_steps": max_steps, **train_options}, TrainConfig, where="train options")
+        (options,) = split_options({"max_steps": max_steps, **train_options}, TrainConfig, where="train options")
         if self.prepared is None:
             msg = (
                 "this model holds no training data (it was loaded or built from parts); set up a new one on an AnnData"
             )
             raise RuntimeError(msg)
-        p, seed = self.prepared, int(self.config["random_state"])
+        p, seed = self.prepared, int(self.state.random_state)
         n_train = len(p.z)
         steps = options.max_steps or (options.max_epochs * int(np.ceil(n_train / options.batch_size))
                                       if options.max_epochs else default_steps(n_train))
@@ -329,7 +338,13 @@ class BranchedDiffusion:
         if self.model_options.type_classifier:
             with torch_threads():
                 # as many steps as the score net took, within [200, 1000]: a small net on the same noised cells
-                fit_type_classifier(self, p.z, p.y, steps=int(np.clip(hist["n_steps"], 200, 1000)), random_state=seed)
+                clf = TypeClassifier.fit(p.z, p.y, self.types, self.module.sde,
+                                         steps=int(np.clip(hist["n_steps"], 200, 1000)), random_state=seed)
+                paths, bounds, _ = self.walk_layout()
+                clf.branch_ess = clf.measure_ess(p.z, p.y, self.branches, paths, bounds, self.module.sde,
+                                                 random_state=seed)
+            self.classifier = clf
+            self.state = dataclasses.replace(self.state, **clf.config())  # saved with the model
         logg.info(f"    trained {hist['n_steps']} steps ({hist['stop_reason']}), best validation loss "
                   f"{hist['best_val_loss']:.4f}", time=t0)
         self.train_options = dataclasses.replace(options, max_steps=steps)
@@ -388,7 +403,7 @@ class BranchedDiffusion:
             raise RuntimeError(msg)
         sample_fn = get_sampler(sampler)
         req = plan(self, n_cells, random_state=random_state).per_type
-        n_steps = _DEFAULT_STEPS[sampler] if n_steps is None else n_steps
+        n_steps = sample_fn.default_steps if n_steps is None else n_steps
         _anndata.check_count(n_steps, what="n_steps")
         if resample is None:  # default: resample wherever the model has its type classifier
             resample = self.classifier is not None
@@ -396,15 +411,15 @@ class BranchedDiffusion:
             msg = ("resample=True needs the model's type classifier (model_kwargs={'type_classifier': True}, the "
                    "default)")
             raise ValueError(msg)
-        resampler = make_resampler(self) if resample else None
+        resampler = self.classifier.resampler(self.branches) if resample else None
         # how much of a parent's rows each resampling child keeps, measured at fit (older models: assume all)
-        kept = self.config.get("branch_ess", {}) if resample else {}
+        kept = self.classifier.branch_ess if resample else {}
         ess = {int(b): kept[n] for b, n in zip(self.branches["branch"], self.branches["node"]) if n in kept}
         with on_device(self, device):
             out, stats = self._walks(req, sample_fn, n_steps, spacing, shared, resampler, ess, condition, random_state,
                                      progress)
         stats.update(sampler=sampler, n_steps=int(n_steps), spacing=spacing,
-                     nfe_per_trajectory=int(n_steps * EVALS_PER_STEP[sampler]), shared=bool(shared),
+                     nfe_per_trajectory=int(n_steps * sample_fn.evals_per_step), shared=bool(shared),
                      resample=bool(resample),  # the condition as JSON: h5ad-safe whatever its names hold
                      condition=json.dumps({str(k): str(v) for k, v in (condition or {}).items() if v is not None},
                                          ensure_ascii=False),
@@ -429,21 +444,98 @@ class BranchedDiffusion:
                 stats = {k: stats[k] + st[k] for k in stats}
         return out, stats
 
-    def generate(self, n_cells: int | Mapping[str, int] = 100, **kwargs) -> ad.AnnData:
-        """Synthetic cells per type as a new AnnData: :func:`scbranch.tl.generate` (options and keys written)."""
-        from ._generate import generate
+    # ---- capabilities: each documented, options and keys, on its scbranch.tl function ----------------------------
+    def generate(self, n_cells: int | Mapping[str, int] = 100, *, sampler: str = DEFAULT_SAMPLER,
+                 n_steps: int | None = None, spacing: Literal["uniform", "logsnr"] = "uniform", shared: bool = True,
+                 resample: bool | None = None, proportions: Mapping[str, float] | None = None,
+                 condition: Mapping[str, str] | None = None, transform_batch: str | None = None,
+                 obs_prefix: str | None = None, random_state: int = 0, progress: bool | None = None,
+                 device: str = "auto", key_added: str = "scbranch") -> ad.AnnData:
+        """Synthetic cells per type as a new AnnData (see :func:`scbranch.tl.generate`)."""
+        return generate(self, n_cells, sampler=sampler, n_steps=n_steps, spacing=spacing, shared=shared,
+                        resample=resample, proportions=proportions, condition=condition,
+                        transform_batch=transform_batch, obs_prefix=obs_prefix, random_state=random_state,
+                        progress=progress, device=device, key_added=key_added)
 
-        return generate(self, n_cells, **kwargs)
+    def transmute(self, adata: ad.AnnData, *, source: str, target: str, time: float | None = None,
+                  sampler: str = "ddim", n_steps: int = 200, random_state: int = 0, device: str = "auto",
+                  key_added: str = "scbranch") -> ad.AnnData:
+        """The ``source`` cells of ``adata`` turned into ``target`` cells, a new AnnData (see
+        :func:`scbranch.tl.transmute`)."""
+        resolve_device(device)  # a missing GPU is an error before any work
+        with on_device(self, device):
+            return _mapping.transmute(self, adata, source=source, target=target, time=time, sampler=sampler,
+                                      n_steps=n_steps, random_state=random_state, key_added=key_added)
 
-    def add_cell_type(self, adata_new: ad.AnnData, **kwargs) -> BranchedDiffusion:
-        """Add the cell types of ``adata_new`` without the old training data, in one transaction:
-        :func:`scbranch.tl.add_cell_type` (options). Returns the model (as ``tl.add_cell_type`` does); the report
-        (``placements``: (new type, anchor type, branch time); ``trained_heads``; ``history``; ``latent``: the new
-        cells in model space) is kept in :attr:`last_added`."""
-        from ._continual import add_from_adata
+    def transfer(self, adata: ad.AnnData, *, condition: Mapping[str, str], time: float = 0.5,
+                 sampler: str = "ddim", n_steps: int = 200, random_state: int = 0,
+                 key_added: str = "scbranch") -> ad.AnnData:
+        """Each cell of ``adata`` as it would look under ``condition``, a new AnnData (see
+        :func:`scbranch.tl.transfer`)."""
+        return _mapping.transfer(self, adata, condition=condition, time=time, sampler=sampler, n_steps=n_steps,
+                                 random_state=random_state, key_added=key_added)
 
-        self.last_added = add_from_adata(self, adata_new, **kwargs)
+    def impute(self, adata_panel: ad.AnnData, *, groupby: str | None = None, n_samples: int = 8,
+               n_steps: int = 100, guidance: float = 1.0, random_state: int = 0, progress: bool | None = None,
+               device: str = "auto", key_added: str = "scbranch") -> ad.AnnData:
+        """Cells measured on part of the model's genes, completed: a new AnnData (see :func:`scbranch.tl.impute`)."""
+        resolve_device(device)  # a missing GPU is an error before any work
+        with on_device(self, device):
+            return _impute.impute(self, adata_panel, groupby=groupby, n_samples=n_samples, n_steps=n_steps,
+                                  guidance=guidance, random_state=random_state, progress=progress,
+                                  key_added=key_added)
+
+    def score_types(self, adata: ad.AnnData, *, threshold: float = 0.9, n_times: int = 50,
+                    random_state: int = 0, device: str = "auto") -> TypeScores:
+        """Each cell's type probabilities by the noisy type classifier, and the diffusion time up to which its type
+        stays certain (see :func:`scbranch.tl.score_types`, which writes them to ``adata``)."""
+        random_state = _anndata.check_seed(random_state)
+        n_times = _anndata.check_count(n_times, what="n_times", minimum=2)
+        if not 0 < threshold < 1:
+            msg = f"threshold must be in (0, 1), got {threshold!r}"
+            raise ValueError(msg)
+        if self.classifier is None:
+            msg = ("the model has no type classifier: fit with type_classifier=True (the default); adding a cell "
+                   "type drops it")
+            raise ValueError(msg)
+        resolve_device(device)  # a missing GPU is an error before any work
+        z = self.get_latent(adata)
+        with torch_threads(), on_device(self, device):
+            return self.classifier.scores(z, self.module.sde, n_times=n_times, threshold=threshold,
+                                          random_state=random_state)
+
+    def add_cell_type(self, adata_new: ad.AnnData, *, groupby: str | None = None,
+                      mode: Literal["heads", "replay"] = "heads", min_cells: int = 5, max_steps: int | None = None,
+                      random_state: int = 0, progress: bool | None = None) -> BranchedDiffusion:
+        """Add the cell types of ``adata_new`` without the old training data, in one transaction (see
+        :func:`scbranch.tl.add_cell_type`): validated first, then placed, trained and decoded on a working copy
+        committed only when all of it succeeded. Returns the model; the report (``placements``: (new type, anchor
+        type, branch time); ``trained_heads``; ``history``; ``latent``: the new cells in model space) is kept in
+        :attr:`last_added`."""
+        random_state = _anndata.check_seed(random_state)
+        new = _continual.new_cells(self, adata_new, groupby=groupby, mode=mode, min_cells=min_cells,
+                                   max_steps=max_steps)
+        z_new = new.data.z
+        with self.transaction() as work:
+            growth = _continual.grow(work, z_new, new.labels, mode=mode, random_state=random_state, progress=progress)
+            work._grow(growth)
+            hist = _continual.fine_tune(work, growth, z_new, new.labels, max_steps=new.max_steps,
+                                        random_state=random_state, progress=progress)
+            work.history.setdefault("continual", []).append(
+                {"mode": mode, "types": [p[0] for p in growth.placements], "n_steps": hist["n_steps"],
+                 "best_val_loss": hist["best_val_loss"], "trained_heads": growth.trainable})
+            work.fit_decoder(new.data, random_state=random_state)
+        self.last_added = {"placements": growth.placements, "trained_heads": growth.trainable, "history": hist,
+                           "latent": z_new}
         return self
+
+    def _grow(self, growth: _continual.Growth) -> None:
+        """Apply the new types' tree, heads and proportions (the network already holds the new heads)."""
+        self.hierarchy = growth.hierarchy
+        self.state = dataclasses.replace(self.state, types=growth.types, heads=growth.heads,
+                                         branch_blocks=growth.branch_blocks, type_counts=growth.type_counts)
+        self._set_branches()
+        self.module.set_paths(self.type_paths())
 
     @contextmanager
     def transaction(self):
@@ -473,7 +565,7 @@ class BranchedDiffusion:
         tensors = {"module": self.module.state_dict(), "representation": self.representation.state_dict()}
         if self.classifier is not None:
             tensors["classifier"] = self.classifier.state_dict()
-        meta = plain({"config": self.config, "hierarchy": self.hierarchy.to_table().to_dict("list"),
+        meta = plain({"config": self.state.to_json(), "hierarchy": self.hierarchy.to_table().to_dict("list"),
                       "history": self.history, "is_trained": self.is_trained,
                       "representation": self.representation.kind, "representation_meta": self.representation.meta()})
         save_dir(dir_path, tensors, meta, overwrite=overwrite)
@@ -498,8 +590,9 @@ class BranchedDiffusion:
             if sorted(meta["config"]["types"]) != sorted(hierarchy.leaves):
                 msg = f"the types {meta['config']['types']} are not the hierarchy's leaves {hierarchy.leaves}"
                 raise ValueError(msg)
-            model = cls.from_parts(meta["config"], rep, hierarchy, weights=upgrade_state_dict(state["module"]))
-            load_type_classifier(model, state.get("classifier"))
+            model = cls.from_parts(ModelState.from_json(meta["config"]), rep, hierarchy,
+                                   weights=upgrade_state_dict(state["module"]))
+            model.classifier = TypeClassifier.from_state(model.state, state.get("classifier"), rep.n_features)
         except (KeyError, TypeError, ValueError, RuntimeError, RecursionError) as err:
             msg = f"{dir_path} does not hold a consistent scbranch model: {type(err).__name__}: {err}"
             raise ValueError(msg) from err

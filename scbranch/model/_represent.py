@@ -1,4 +1,4 @@
-"""Step 1 of :func:`scbranch.tl.fit`: validate the expression matrix and put every cell in model space.
+"""Setting up a model, its first part: validate the expression matrix and put every cell in model space.
 
 The PCA representation reads the matrix in log-normalized row blocks, in memory and backed alike (sparse blocks
 stay sparse; see :mod:`scbranch._chunks`): it is fitted by a blockwise randomized PCA and every cell projected a
@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
 from .._interrupt import interruptible
-from ..representation import DecoderData, PCARepresentation, SCVIRepresentation, counts_info, recover_counts
+from .._normalize import counts_info, recover_counts
+from ..representation import REPRESENTATIONS, DecoderData, get_representation
+from ._config import ModelConfig, representation_options
 
 
 @dataclass
@@ -29,69 +31,68 @@ class Represented:
     var_names: pd.Index
     z_all: np.ndarray  # every cell in model space
     decoder: DecoderData  # the cells the decoder is fitted on
-    chunked: bool
 
 
-def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, representation: str,
-              layer, use_raw: bool, input_kind: str, n_comps: int | None, batch_key, scvi_model, scvi_epochs,
-              random_state: int, progress: bool, n_top_genes="auto") -> Represented:
+def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, model: ModelConfig, layer,
+              use_raw: bool, input_kind: str, batch_key, random_state: int, progress: bool) -> Represented:
+    cls = get_representation(model.representation)
+    rep = cls.from_options(representation_options(model, cls), n_cells=int(train_mask.sum()), progress=progress)
     X, var_names = _anndata.get_matrix(adata, layer=layer, use_raw=use_raw)
     where = "raw.X" if use_raw else (f"layers[{layer!r}]" if layer else "X")
     chunked = _chunks.is_chunked(X)
-    if chunked and representation != "pca":
-        msg = "backed AnnData (and > 50,000 cells) is supported with representation='pca'; load it into memory for scVI"
+    blocks = rep.input == "lognorm" and hasattr(rep, "fit_blocks")  # fits from row blocks: memory need not hold X
+    if chunked and not blocks:
+        msg = (f"backed AnnData (and > 50,000 cells) is supported with representation='pca'; load it into memory "
+               f"for {model.representation!r}")
         raise ValueError(msg)
     kind = (_chunks.check_expression if chunked else _anndata.check_expression)(X, expected=input_kind, where=where)
-    if representation == "pca" and (batch_key is not None or scvi_model is not None):
-        msg = "batch_key= and scvi_model= go with representation='scvi'"
+    if batch_key is not None and not rep.uses_batch:
+        takers = " or ".join(f"representation={k!r}" for k, c in REPRESENTATIONS.items() if c.uses_batch)
+        msg = f"batch_key= goes with a representation that models batches ({takers}), not {model.representation!r}"
         raise ValueError(msg)
     y = labels.to_numpy()
+    batch = None if batch_key is None else _anndata.check_obs_column(adata, batch_key, what="batch_key")
+    genes = rep.genes(var_names)
+    if not genes.equals(var_names):
+        X, var_names = X[:, var_names.get_indexer(genes)], genes
 
-    batch = recovered = None
-    if representation == "scvi":
-        if batch_key is not None:
-            batch = _anndata.check_obs_column(adata, batch_key, what="batch_key")
-        if scvi_model is not None:
-            genes = pd.Index(scvi_model.adata.var_names.astype(str))
-            missing = genes.difference(var_names)
-            if len(missing):
-                msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
-                raise ValueError(msg)
-            X, var_names = X[:, var_names.get_indexer(genes)], genes
-        if kind != "counts":  # once: scVI reads these counts, the decoder their normalization
-            recovered = recover_counts(X)
-            if recovered is None:
-                msg = (f"representation='scvi' models counts, but {where} holds log-normalized values that are not "
-                       "a per-cell scaling of integer counts; pass layer= with raw counts")
-                raise ValueError(msg)
-        rep = SCVIRepresentation(n_comps or 10, max_epochs=scvi_epochs, scvi_model=scvi_model, progress=progress)
-    else:
-        rep = PCARepresentation(n_comps or (15 if train_mask.sum() < 2000 else 30), n_top_genes=n_top_genes)
+    recovered = None
+    if rep.input == "counts" and kind != "counts":  # once: the representation reads these counts, the decoder
+        recovered = recover_counts(X)                # their normalization
+        if recovered is None:
+            msg = (f"representation={model.representation!r} models counts, but {where} holds log-normalized values "
+                   "that are not a per-cell scaling of integer counts; pass layer= with raw counts")
+            raise ValueError(msg)
 
-    t0 = logg.info(f"    fitting the {representation} representation" + (" in chunks" if chunked else ""))
+    t0 = logg.info(f"    fitting the {model.representation} representation" + (" in chunks" if chunked else ""))
     rows = _chunks.decoder_sample(y, train_mask, random_state=random_state)
-    if rep.input == "lognorm":  # in memory or backed, one path: log-normalized row blocks, sparse kept sparse
-        lognorm = _chunks.LognormBlocks(X, kind, train_mask)
-        # highly variable genes (many genes only) from the counts as they are, as scanpy's seurat_v3 reads them
-        rep.fit_blocks(lognorm, random_state=random_state, hvg_kind=kind,
-                       hvg_blocks=_RowBlocks(X, train_mask) if kind == "counts" else lognorm)
-        if rep.genes_ is not None:
-            logg.info(f"    model space fitted on {len(rep.genes_):,} highly variable genes of {len(var_names):,}"
-                      " (n_top_genes); counts decoded for all")
-        z_all = _chunks.transform(rep, X, kind)
+    bt = batch[train_mask] if batch is not None else None
+    if rep.input == "lognorm":  # in memory or backed: log-normalized row blocks, sparse kept sparse
+        if blocks:
+            lognorm = _chunks.LognormBlocks(X, kind, train_mask)
+            # highly variable genes (many genes only) from the counts as they are, as scanpy's seurat_v3 reads them
+            rep.fit_blocks(lognorm, random_state=random_state, hvg_kind=kind,
+                           hvg_blocks=_RowBlocks(X, train_mask) if kind == "counts" else lognorm)
+            if getattr(rep, "genes_", None) is not None:
+                logg.info(f"    model space fitted on {len(rep.genes_):,} highly variable genes of "
+                          f"{len(var_names):,} (n_top_genes); counts decoded for all")
+        else:
+            x_train = _normalize.lognorm(_chunks.read_rows(X, np.flatnonzero(train_mask)), kind)
+            rep.fit(x_train, var_names=var_names, batch=bt, random_state=random_state)
+        z_all = _chunks.transform(rep, X, kind, batch=batch)
         x_rows = sparse.csr_matrix(_chunks.read_rows(X, rows))  # the decoder's cells: sparse even from dense input
-        x_dec = _anndata.lognorm(x_rows, kind)
+        x_dec = _normalize.lognorm(x_rows, kind)
     else:
         x_in = X if recovered is None else recovered.counts
-        bt = batch[train_mask] if batch is not None else None
         with interruptible():  # scVI trains on Lightning: Ctrl-C must stay a KeyboardInterrupt
             rep.fit(x_in[train_mask], var_names=var_names, batch=bt, random_state=random_state)
         z_all = rep.transform(x_in, batch=batch)
         x_rows, x_dec = X[rows], x_in[rows]
     info = recovered.take(rows) if recovered is not None else counts_info(x_rows, kind)
-    logg.info(f"    {rep.n_features} {representation} components; decoding "
+    logg.info(f"    {rep.n_features} {model.representation} components; decoding "
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
     dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None, z_all[rows])
+    return Represented(rep, kind, var_names, z_all, dec)
     return Represented(rep, kind, var_names, z_all, dec, chunked)
 
 

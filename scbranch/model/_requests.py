@@ -51,7 +51,7 @@ def _weights(model, node: str, leaves: list[str], proportions: Mapping | None) -
             msg = f"proportions must be non-negative numbers, not all zero; got {dict(proportions)}"
             raise ValueError(msg)
         return w / w.sum()
-    counts = model.config.get("type_counts")
+    counts = model.state.type_counts
     if counts is None:  # saved before type counts were kept
         logg.warning(f"the model holds no training proportions: {node!r}'s types are drawn equally often")
         return np.full(len(leaves), 1 / len(leaves))

@@ -7,9 +7,7 @@ training and the ``.uns`` record need (the model-space cells, the decoder's cell
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -17,16 +15,16 @@ import pandas as pd
 
 from .. import _anndata
 from .. import _logging as logg
-from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology, n_ref_for
-from ..hierarchy import _ontology as ontology
+from ..hierarchy import Hierarchy, Node, SeparationTest, calibrate_times, data_topology, n_ref_for, resolve_hierarchy
 from ..hierarchy._data import N_REF
-from ..hierarchy._levels import from_obs_columns
+from ..hierarchy._resolve import Context
 from ..module import make_sde
 from ..representation import DecoderData
 from ._config import ModelConfig, SetupConfig
+from ._io import plain
 from ._represent import represent
+from ._state import ModelState
 
-ONTOLOGY_CHOICES = ("cl", "ontology", "ontology+data")
 MAX_FLOAT_LEVELS = 20  # a float condition column with more distinct values is continuous: refused (bin it)
 
 
@@ -34,7 +32,7 @@ MAX_FLOAT_LEVELS = 20  # a float condition column with more distinct values is c
 class Prepared:
     """The outcome of setup: what :class:`~scbranch.BranchedDiffusion` is built from and trains on."""
 
-    config: dict  # the model's persisted config (plain JSON)
+    state: ModelState  # what the model saves besides its tensors
     rep: object  # the fitted representation
     tree: Hierarchy  # with branch times
     z: np.ndarray  # training cells in model space
@@ -42,70 +40,9 @@ class Prepared:
     c: np.ndarray | None  # their covariate codes (n, K), with condition_keys
     z_all: np.ndarray  # every cell of the AnnData in model space
     decoder: DecoderData  # the real cells the decoder is fitted on
-    source: str  # "cl", "data" or "given"
+    source: str  # where the tree came from: "data", "given", "levels", "cl" or "ontology file"
     branch_points: pd.DataFrame | None  # only when branch times were calibrated here
     curves: dict | None
-
-
-def read_hierarchy(hierarchy) -> Hierarchy | None:
-    """A user's tree (Newick string or file, nested dict, parent/child table, Hierarchy); None for 'data'."""
-    if hierarchy is None or (isinstance(hierarchy, str) and hierarchy == "data"):
-        return None
-    if isinstance(hierarchy, Hierarchy):
-        return hierarchy
-    if isinstance(hierarchy, Mapping):
-        return Hierarchy.from_dict(hierarchy)
-    if isinstance(hierarchy, pd.DataFrame):
-        return Hierarchy.from_table(hierarchy)
-    if isinstance(hierarchy, str):
-        return Hierarchy.from_newick(hierarchy)
-    msg = (f"hierarchy must be None/'data', 'cl', an ontology file, a list of obs columns, a Newick string or file, "
-           "a nested dict, a table or a Hierarchy; "
-           f"got {type(hierarchy)}")
-    raise TypeError(msg)
-
-
-def is_ontology(hierarchy) -> bool:
-    """``"cl"`` (the Cell Ontology) or the path of an ontology file (.obo, .owl, .json)."""
-    return isinstance(hierarchy, str) and (hierarchy.lower() in ONTOLOGY_CHOICES or (
-        hierarchy.lower().endswith(ontology.ONTOLOGY_SUFFIXES) and Path(hierarchy).is_file()))
-
-
-def is_levels(hierarchy) -> bool:
-    """A list of obs columns (annotation levels, coarse to fine)."""
-    return isinstance(hierarchy, list | tuple) and len(hierarchy) > 0 and all(isinstance(c, str) for c in hierarchy)
-
-
-def _given_tree(adata, groupby, hierarchy, types, mask, setup: SetupConfig) -> Hierarchy | None:
-    """The user's tree pruned to the types, or None (topology from the data)."""
-    if is_levels(hierarchy):  # nested annotation columns; the cell-type column is the finest level
-        columns = [*hierarchy, groupby] if hierarchy[-1] != groupby else list(hierarchy)
-        tree = from_obs_columns(adata.obs.loc[mask], columns)
-    elif (isinstance(hierarchy, str) and hierarchy.lower().endswith(ontology.ONTOLOGY_SUFFIXES)
-          and not Path(hierarchy).is_file()):  # not a Newick string to be parsed
-        msg = f"ontology file {hierarchy!r} not found"
-        raise FileNotFoundError(msg)
-    elif is_ontology(hierarchy):  # the Cell Ontology (offline) or an ontology file
-        onto = None if hierarchy.lower() in ONTOLOGY_CHOICES else ontology.read_ontology(hierarchy)
-        ids = _anndata.label_ids(adata, groupby, setup.ontology_key) if setup.ontology_key else None
-        term_of = ontology.map_labels(types, ids=ids, mapping=setup.ontology_mapping, onto=onto)
-        tree = ontology.ontology_hierarchy(term_of, onto)
-    else:
-        tree = read_hierarchy(hierarchy)
-    if tree is None:
-        return None
-    unknown = sorted(set(types) - set(tree.leaves))
-    if unknown:
-        msg = (f"cell types in adata.obs[{groupby!r}] that are not leaves of the hierarchy: {unknown}; "
-               f"leaves: {tree.leaves}")
-        raise ValueError(msg)
-    tree = tree.prune(types)
-    timed = [n.name for n in tree.internal_nodes if n.time is not None]
-    if timed and not tree.has_times:  # recalibrating would silently drop the times that were given
-        msg = (f"the hierarchy gives branch times for {timed} but not for every internal node; give all of them "
-               "or none (then they are calibrated from the data)")
-        raise ValueError(msg)
-    return tree
 
 
 def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupConfig, model: ModelConfig,
@@ -123,14 +60,13 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
     n_ref = n_ref_for(model.sharing)
     labels, types = _anndata.check_labels(adata, groupby, min_cells=setup.min_cells, drop_small=setup.drop_small)
     train_mask = labels.isin(types).to_numpy()
-    tree = _given_tree(adata, groupby, hierarchy, types, train_mask, setup)
-    source = ("data" if tree is None else "levels" if is_levels(hierarchy) else "given" if not is_ontology(hierarchy)
-              else "cl" if hierarchy.lower() in ONTOLOGY_CHOICES else "ontology file")
+    given = resolve_hierarchy(hierarchy, Context(adata, groupby, types, train_mask, setup.ontology_key,
+                                                 setup.ontology_mapping))
+    tree, source = given.tree, given.source
     conditions, c = _conditions(adata, setup.condition_keys or [], groupby, train_mask)  # checked before the fit
-    r = represent(adata, labels, train_mask, representation=model.representation, layer=setup.layer,
-                  use_raw=setup.use_raw, input_kind=setup.input_kind, n_comps=model.n_comps,
-                  batch_key=setup.batch_key, scvi_model=model.scvi_model, scvi_epochs=model.scvi_epochs,
-                  random_state=random_state, progress=progress, n_top_genes=model.n_top_genes)
+    r = represent(adata, labels, train_mask, model=model, layer=setup.layer, use_raw=setup.use_raw,
+                  input_kind=setup.input_kind, batch_key=setup.batch_key, random_state=random_state,
+                  progress=progress)
     z, y = r.z_all[train_mask], labels.to_numpy()[train_mask]
 
     # ---- hierarchy: topology and branch times from the same SDE the model trains with ----
@@ -148,20 +84,19 @@ def prepare(adata: ad.AnnData, *, groupby: str | None, hierarchy, setup: SetupCo
         tree, branch_points, curves = calibrate_times(tree, test)
     logg.info(f"    hierarchy {tree.to_newick()}", time=t0)
 
-    config = {
+    state = ModelState(**plain({
         "groupby": groupby, "types": types, **_anndata.type_order_and_colors(adata, groupby, types),
         "var_names": list(map(str, r.var_names)), "layer": setup.layer, "use_raw": setup.use_raw,
-        "input_kind": r.kind, "batch_key": setup.batch_key, "n_comps": r.rep.n_comps,
+        "input_kind": r.kind, "batch_key": setup.batch_key, "n_comps": r.rep.n_features,
         **{k: getattr(model, k) for k in ("width", "n_blocks", "dropout", "beta_min", "beta_max", "softness")},
         "sharing": float(model.sharing), "random_state": random_state,
         "type_counts": {t: int((y == t).sum()) for t in types},  # training proportions (generate at a node)
-        "variances": z.var(0).astype(float).tolist(),
-    }
-    if conditions:
-        config["conditions"] = conditions
-    if is_levels(hierarchy) and model.branched:  # generate writes each type's coarse labels on synthetic cells
-        config["levels"] = _level_labels(adata.obs.loc[train_mask], [c for c in hierarchy if c != groupby], groupby)
-    return Prepared(config, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
+        "variances": z.var(0).astype(float).tolist(), "conditions": conditions or None,
+        # generate writes each type's coarse labels on synthetic cells
+        "levels": _level_labels(adata.obs.loc[train_mask], given.levels, groupby)
+        if given.levels and model.branched else None,
+    }))
+    return Prepared(state, r.rep, tree, z, y, c, r.z_all, r.decoder, source, branch_points, curves)
 
 
 def _level_labels(obs, columns, groupby) -> dict:

@@ -12,7 +12,7 @@ The stopping rule (:class:`StopRule`) ends training when the best validation los
 ``tol`` (relative) over the last ``window`` steps. The LR does not depend on the budget (a one-cycle schedule
 tied to ``max_steps`` made every budget a different run, and a run stopped early had never annealed); the EMA
 weights do the averaging. ``tol`` and ``window`` were calibrated in ``benchmarks/fit_time.py`` against held-out
-quality of the EMA weights at every check (see :data:`STOP_TOL`).
+quality of the EMA weights at every check (see ``TrainConfig.stop_tol``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from .. import _interrupt
 from .. import _logging as logg
 from .._progress import enabled, quiet_third_party, training_bar
 from ..module import T_EPS, BranchedDiffusionModule
+from ._config import TrainConfig
 
 MAX_VAL_CELLS = 4096
 # benchmarks/fit_time.py, rules replayed on 3 long runs each: stopping where the best validation loss gained
 # < 0.2 % over 1,000 steps stopped pbmc68k at ~1,700 steps (held-out MMD 0.072, kNN AUC 0.591; at 6,000 steps
 # 0.099 / 0.619: small data over-trains) and 10k simulated cells at ~2,800 (0.0073 / 0.587; at 10,000 steps
 # 0.0067 / 0.582, TSTR equal); 0.5 % stopped the 10k set at ~2,200 with MMD 0.0079
-STOP_TOL, STOP_WINDOW, MIN_STEPS = 0.002, 1000, 1000
+STOP_WINDOW = 1000  # the stopping rule's longest default window (default_window)
 
 
 def default_window(n_cells: int) -> int:
@@ -53,7 +54,8 @@ class StopRule:
     ``update(step, loss)`` returns the reason to stop (a sentence, logged) or ``None``. Never before ``min_steps``.
     """
 
-    def __init__(self, tol: float = STOP_TOL, window: int = STOP_WINDOW, min_steps: int = MIN_STEPS):
+    def __init__(self, tol: float = TrainConfig.stop_tol, window: int = STOP_WINDOW,
+                 min_steps: int = TrainConfig.min_steps):
         if not (tol >= 0 and window > 0 and min_steps >= 0):
             msg = f"stopping rule needs tol >= 0, window > 0, min_steps >= 0; got {tol}, {window}, {min_steps}"
             raise ValueError(msg)
@@ -140,7 +142,7 @@ class DiffusionTask(pl.LightningModule):
         # (CPU only: on CUDA torch already uses its multi-tensor path, and AMP's gradient unscaling forbids fused)
         fused = all(p.device.type == "cpu" for p in self.trainable)
         opt = torch.optim.AdamW(self.trainable, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
-        if self.schedule == "onecycle":  # the previous default, kept for benchmarks/fit_time.py
+        if self.schedule == "onecycle":  # annealed over a fixed budget: add_cell_type's fine-tuning (and fit_time.py)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.max_steps,
                                                         pct_start=0.1)
         else:
@@ -205,24 +207,25 @@ def train_module(
     codes: np.ndarray,
     *,
     max_steps: int,
-    batch_size: int = 256,
-    lr: float = 2e-3,
-    weight_decay: float = 1e-4,
-    ema_decay: float = 0.999,
-    balance: float = 0.5,
-    val_fraction: float = 0.1,
-    check_every: int = 250,
-    stop_tol: float = STOP_TOL,
-    stop_window: int | None = None,
-    min_steps: int = MIN_STEPS,
-    schedule: str = "constant",
+    # TrainConfig's defaults, defined there once (this is also called without it: add_cell_type, benchmarks)
+    batch_size: int = TrainConfig.batch_size,
+    lr: float = TrainConfig.lr,
+    weight_decay: float = TrainConfig.weight_decay,
+    ema_decay: float = TrainConfig.ema_decay,
+    balance: float = TrainConfig.balance,
+    val_fraction: float = TrainConfig.val_fraction,
+    check_every: int = TrainConfig.check_every,
+    stop_tol: float = TrainConfig.stop_tol,
+    stop_window: int | None = TrainConfig.stop_window,
+    min_steps: int = TrainConfig.min_steps,
+    schedule: str = TrainConfig.schedule,
     random_state: int = 0,
     progress: bool | None = None,
     params=None,
-    accelerator: str = "cpu",
-    devices="auto",
-    strategy="auto",
-    checkpoint_dir: str | None = None,
+    accelerator: str = TrainConfig.accelerator,
+    devices=TrainConfig.devices,
+    strategy=TrainConfig.strategy,
+    checkpoint_dir: str | None = TrainConfig.checkpoint_dir,
     trainer_kwargs=None,
 ) -> dict:
     """Train ``module`` in place (its weights end as the best EMA weights); return the loss history.
@@ -232,9 +235,9 @@ def train_module(
     ``stop_tol``, ``stop_window``, ``min_steps``: the :class:`StopRule` (``stop_tol=0`` trains all ``max_steps``;
     ``stop_window=None``: :func:`default_window` of the training cells).
     ``schedule``: ``"constant"`` LR after a warm-up (default) or ``"onecycle"`` over ``max_steps`` (the previous
-    default). ``params`` restricts the trainable parameters (used to train only some branches). ``checkpoint_dir``
-    keeps Lightning checkpoints of the last and the best validation step; ``trainer_kwargs`` go to
-    ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
+    default; the fixed fine-tuning budget of ``add_cell_type``). ``params`` restricts the trainable parameters (used
+    to train only some branches). ``checkpoint_dir`` keeps Lightning checkpoints of the last and the best validation
+    step; ``trainer_kwargs`` go to ``lightning.Trainer`` (e.g. ``num_nodes``, ``precision``).
     """
     if schedule not in ("constant", "onecycle"):
         msg = f"schedule must be 'constant' or 'onecycle', got {schedule!r}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._network import BranchedScoreNet
-from ._sde import T_EPS, VPSDE, make_sde
+from ._network import DROPOUT, N_BLOCKS, WIDTH, BranchedScoreNet
+from ._sde import BETA_MAX, BETA_MIN, T_EPS, VPSDE, make_sde
 
 
 def branch_paths(type_paths: list[list[tuple[int, float]]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,11 +37,11 @@ class BranchedDiffusionModule(nn.Module):
         type_paths: list[list[tuple[int, float]]],
         *,
         n_branches: int | list[int],
-        width: int = 256,
-        n_blocks: int = 3,
-        dropout: float = 0.0,
-        beta_min: float = 0.1,
-        beta_max: float = 20.0,
+        width: int = WIDTH,
+        n_blocks: int = N_BLOCKS,
+        dropout: float = DROPOUT,
+        beta_min: float = BETA_MIN,
+        beta_max: float = BETA_MAX,
         softness: float | None = None,
         variances=None,
         n_conditions: list[int] | None = None,
@@ -112,7 +112,7 @@ def make_module(config: dict) -> BranchedDiffusionModule:
         n_branches=config["n_branches"],
         width=config["width"],
         n_blocks=config["n_blocks"],
-        dropout=config.get("dropout", 0.0),
+        dropout=config.get("dropout", DROPOUT),
         beta_min=config["beta_min"],
         beta_max=config["beta_max"],
         softness=config.get("softness"),

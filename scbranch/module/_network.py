@@ -14,6 +14,10 @@ import math
 import torch
 from torch import nn
 
+# the score network's defaults, defined here once (ModelConfig and the module take them): a trunk of N_BLOCKS
+# residual blocks of WIDTH units
+WIDTH, N_BLOCKS, DROPOUT = 128, 3, 0.0
+
 
 class FourierTimeEmbedding(nn.Module):
     """Sinusoidal features of t ∈ [0, 1] at geometrically spaced frequencies, then a small MLP."""
@@ -62,8 +66,8 @@ class BranchedScoreNet(nn.Module):
     branches are always added as a new block, so older blocks can stay frozen, bit for bit.
     """
 
-    def __init__(self, n_features: int, n_branches: int | list[int], *, width: int = 256, n_blocks: int = 3,
-                 dropout: float = 0.0, n_conditions: list[int] | None = None):
+    def __init__(self, n_features: int, n_branches: int | list[int], *, width: int = WIDTH, n_blocks: int = N_BLOCKS,
+                 dropout: float = DROPOUT, n_conditions: list[int] | None = None):
         super().__init__()
         self.n_features, self.width = n_features, width
         # covariates (donor, batch, …): one embedding table per key, added to the conditioning like the branch;

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+BETA_MIN, BETA_MAX = 0.1, 20.0  # the noise schedule β(0), β(1): the defaults of every schedule built here
+
 T_EPS = 1e-3  # smallest diffusion time trained and sampled: σ(T_EPS) ≈ 0.01, below any cell-to-cell spread
 
 
@@ -24,8 +26,8 @@ T_EPS = 1e-3  # smallest diffusion time trained and sampled: σ(T_EPS) ≈ 0.01,
 class VPSDE:
     """Linear-β VP SDE; ``beta_min``/``beta_max`` are β(0) and β(1)."""
 
-    beta_min: float = 0.1
-    beta_max: float = 20.0
+    beta_min: float = BETA_MIN
+    beta_max: float = BETA_MAX
 
     def __post_init__(self):
         if not 0 < self.beta_min < self.beta_max:
@@ -135,7 +137,7 @@ class ComponentwiseVPSDE(VPSDE):
         return self._log_snr(self._tau(t))
 
 
-def make_sde(beta_min: float = 0.1, beta_max: float = 20.0, *, softness: float | None = None,
+def make_sde(beta_min: float = BETA_MIN, beta_max: float = BETA_MAX, *, softness: float | None = None,
              variances=None) -> VPSDE:
     """The standard VP SDE, or (``softness`` given) the component-wise one ordered by ``variances``."""
     if softness is None or math.isinf(softness):

@@ -1,28 +1,17 @@
-"""Counts behind the input, and how synthetic counts become log-normalized cells exactly like the input's.
+"""Per-type library sizes: how synthetic counts become log-normalized cells exactly like the input's.
 
-Two ways real data are log-normalized, both reproduced:
-
-- ``target_sum``: ``log1p(counts / counts.sum() * target_sum)`` over the genes the matrix holds (raw-count input,
-  which scbranch normalizes this way, or input normalized after gene selection). Every cell's ``expm1`` row sum
-  is the same number.
-- ``scale``: ``log1p(counts * s)`` with a per-cell ``s`` that was set over *more* genes than the matrix holds
-  (the common highly-variable-gene subset; pbmc68k_reduced's ``.raw`` sums to ~1,300–2,500 per cell). A
-  synthetic cell needs its own ``s``; it is drawn together with its library size from a real cell of its type,
-  so the joint distribution of (library size, per-cell sum) is the type's real one.
-
-:func:`recover_counts` finds the integer counts and the per-cell scale of a log-normalized matrix when they
-exist (a count of 1 is the smallest non-zero value of a cell, or 1/2, 1/3 of it when a cell has no 1s).
+A synthetic cell gets a library size and, for input normalized over more genes than the model holds (the
+``scale`` mode of :mod:`scbranch._normalize`), its own per-cell scale, drawn together from a real cell of its type,
+so the joint distribution of (library size, per-cell sum) is the type's real one.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from .._anndata import to_lognorm
+from .._normalize import to_lognorm
 
 N_KEEP = 2000  # (library size, scale) pairs kept per type: bounded state, faithful joint draws
 # A synthetic cell's library size comes from one of its K_LIB nearest real cells of its type in model space, not
@@ -32,67 +21,8 @@ N_KEEP = 2000  # (library size, scale) pairs kept per type: bounded state, faith
 # depth 0.0222 / 0.0252 vs 0.0334 / 0.0284 at a random depth of its type (the 0.2 decoder); drawing from the 10
 # nearest cells matches the cell's own depth (0.0127 vs 0.0128 on kidney with the wider decoder)
 K_LIB = 10
-ROUND_TOL = 0.25  # float32 log1p storage leaves ≤ 0.12 on counts up to ~10^4 (pbmc68k); non-counts far more
-MAX_FAIL = 0.01  # a matrix whose cells fail the integer check more often than this holds no counts
-TARGET_SUM = 1e4  # how scbranch log-normalizes raw-count input (``_anndata.to_lognorm``)
 DECODE_BLOCK = 4096  # cells decoded at a time: a few dense (cells × genes) float64 arrays per block, not per call
 DECODE_VALUES = 2**23  # ... and at most this many values a block (64 MB in float64): 419 cells at 20,000 genes
-
-
-@dataclass
-class CountsInfo:
-    """Integer counts of the decoder's cells and how the input normalized them (see the module docstring)."""
-
-    counts: object  # cells × genes, integer-valued (dense or sparse)
-    scale: np.ndarray | None  # per-cell s of "scale" mode; None: "target_sum" mode
-    target_sum: float | None
-
-    def take(self, rows) -> CountsInfo:
-        """The same for a subset of the cells."""
-        return CountsInfo(self.counts[rows], None if self.scale is None else self.scale[rows], self.target_sum)
-
-
-def counts_info(X, kind: str) -> CountsInfo | None:
-    """The counts of an expression matrix that holds ``kind`` ("counts" or "lognorm"), if it has any."""
-    if kind == "counts":
-        return CountsInfo(X, None, TARGET_SUM)
-    return recover_counts(X)
-
-
-def recover_counts(X, chunk: int = 2048) -> CountsInfo | None:
-    """Integer counts behind a log-normalized matrix, or ``None`` when it holds none (e.g. scaled, SCTransform).
-    Read in row chunks and worked on as CSR (dense input a chunk at a time): only non-zeros are touched, as a
-    zero is the count 0 at any scale."""
-    blocks, scales, sums, n_failed = [], [], [], 0
-    for lo in range(0, X.shape[0], chunk):
-        e = sparse.csr_matrix(X[lo : lo + chunk], dtype=np.float64, copy=True)  # a copy: expm1 below works in place
-        e.eliminate_zeros()
-        np.expm1(e.data, out=e.data)
-        row = np.repeat(np.arange(e.shape[0]), np.diff(e.indptr))
-        s1 = np.full(e.shape[0], np.inf)
-        np.minimum.at(s1, row, np.where(e.data > 0, e.data, np.inf))  # the cell's smallest value: m counts
-        s1[~np.isfinite(s1)] = 1.0  # empty cells: any scale
-        scale = np.full(e.shape[0], np.nan)
-        for m in (1, 2, 3, 4):  # the cell's smallest count is m
-            ratio = e.data * (m / s1[row])
-            bad = np.bincount(row, np.abs(ratio - np.round(ratio)) >= ROUND_TOL, minlength=e.shape[0])
-            ok = np.isnan(scale) & (bad == 0)
-            scale[ok] = s1[ok] / m
-        failed = np.isnan(scale)
-        n_failed += int(failed.sum())
-        scale[failed] = s1[failed]  # a few odd cells: nearest counts at their smallest value
-        sums.append(np.bincount(row, e.data, minlength=e.shape[0]))
-        e.data = np.round(e.data / scale[row])
-        blocks.append(e.astype(np.float32))
-        scales.append(scale)
-    if n_failed > MAX_FAIL * X.shape[0]:
-        return None
-    counts, scale, sums = sparse.vstack(blocks, format="csr"), np.concatenate(scales), np.concatenate(sums)
-    counts.eliminate_zeros()
-    pos = sums[sums > 0]
-    if len(pos) and np.ptp(pos) <= 1e-3 * np.median(pos):  # one row sum: normalized over these genes
-        return CountsInfo(counts, None, float(np.median(pos)))
-    return CountsInfo(counts, scale.astype(np.float32), None)
 
 
 class Libraries:
@@ -151,8 +81,9 @@ class Libraries:
     def sample(self, labels, draw_counts, rng: np.random.Generator, z: np.ndarray | None = None, *,
                n_genes: int = 0) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         """Synthetic cells of ``labels`` (at model-space ``z``): a library size (and scale) per cell from real cells
-        of its type (see :meth:`draw`), then ``draw_counts(rows, lib, norm)`` for one block of cells at a time
-        (``norm(counts)``: those cells' log-normalization, CSR); returns (log-normalized X, counts), sparse.
+        of its type (see :meth:`draw`), then ``draw_counts(rows, lib, factors)`` for one block of cells at a time
+        (``factors(counts)``: those cells' normalization multipliers, see :meth:`factors`); returns
+        (log-normalized X, counts), sparse.
         Blocks hold at most ``DECODE_VALUES`` values of ``n_genes`` genes, so memory does not grow with the genes."""
         labels = np.asarray(labels, dtype=str)
         lib, scale = self.draw(labels, rng, z)
@@ -160,12 +91,20 @@ class Libraries:
         step = int(np.clip(DECODE_VALUES // max(n_genes, 1), 64, DECODE_BLOCK))
         for lo in range(0, len(labels), step):
             rows = slice(lo, lo + step)
-            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.lognorm(c, scale[rows]))
+            counts = draw_counts(rows, lib[rows], lambda c, rows=rows: self.factors(c, scale[rows]))
             xs.append(self.lognorm(counts, scale[rows]))
             cs.append(sparse.csr_matrix(counts))
         if not xs:
             return sparse.csr_matrix((0, 0), dtype=np.float32), sparse.csr_matrix((0, 0), dtype=np.float32)
         return sparse.vstack(xs, format="csr"), sparse.vstack(cs, format="csr")
+
+    def factors(self, counts: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Each cell's multiplier ``s`` with log-normalized = ``log1p(counts · s)``: ``target_sum`` over its total
+        (as :meth:`lognorm`), or its drawn scale."""
+        if self.target_sum is None:
+            return np.asarray(scale, np.float64)
+        lib = np.asarray(counts, np.float64).sum(1)
+        return self.target_sum / np.where(lib == 0, 1.0, lib)
 
     def lognorm(self, counts: np.ndarray, scale: np.ndarray) -> sparse.csr_matrix:
         """Synthetic counts → log-normalized expression, normalized as the input was."""

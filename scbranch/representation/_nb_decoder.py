@@ -39,6 +39,7 @@ from scipy import sparse
 from torch import nn
 
 from ..module._shapes import check_shapes
+from ._conditioned import negative_binomial
 
 HIDDEN = 512  # older saved models used 128 (no "hidden" in their meta): rebuilt as they were
 BATCH, LR = 128, 3e-3
@@ -214,24 +215,22 @@ class NBDecoder:
         self.type_names, self.net = names, net
 
     @torch.no_grad()
-    def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator,
-               genes: np.ndarray | None = None) -> np.ndarray:
-        """Counts for model-space cells ``z`` of types ``labels`` with library sizes ``lib`` (Gamma–Poisson), of
-        every gene or only of ``genes``."""
+    def params(self, z: np.ndarray, labels, lib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The negative binomial of each cell and gene: means and inverse dispersions (cells × genes, float64)
+        for model-space cells ``z`` of types ``labels`` with library sizes ``lib``."""
         labels = np.asarray(labels, dtype=str)
         missing = sorted(set(labels) - set(self.type_names))
         if missing:
             msg = f"the count decoder has no types {missing}"
             raise ValueError(msg)
         codes = torch.as_tensor([self.type_names.index(t) for t in labels], dtype=torch.int64)
-        rho = self.net.rho(torch.as_tensor(z, dtype=torch.float32), codes)
-        log_theta = self.net.log_theta[codes]
-        if genes is not None:
-            rho, log_theta = rho[:, genes], log_theta[:, genes]
-        mu = rho.double().numpy() * np.asarray(lib, np.float64)[:, None]
-        theta = log_theta.exp().double().numpy()
-        rate = rng.gamma(theta, mu / theta)
-        return rng.poisson(rate).astype(np.float32)
+        rho = self.net.rho(torch.as_tensor(z, dtype=torch.float32), codes).double().numpy()
+        return rho * np.asarray(lib, np.float64)[:, None], self.net.log_theta[codes].exp().double().numpy()
+
+    def sample(self, z: np.ndarray, labels, lib: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Counts for model-space cells ``z`` of types ``labels`` with library sizes ``lib`` (Gamma–Poisson)."""
+        mu, theta = self.params(z, labels, lib)
+        return negative_binomial(mu, theta, rng).astype(np.float32)
 
     # ---- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -8,27 +8,28 @@ axes and flattens the hierarchy — on cells simulated from a known tree, cousin
 to cells by a count decoder (:mod:`._nb_decoder`) whenever the input holds counts (raw, or recoverable from
 log-normalized values), else through the loadings with per-type residuals and a hurdle (:mod:`._residual_decoder`).
 
-Counts are decoded *given the coordinates*: a real cell's PCs already hold its sampling noise, so an unconstrained
-count draw around the decoder's mean adds that noise a second time along the same axes. Of ``CANDIDATES`` draws
-the one whose projection lies nearest the cell's coordinates is kept. On held-out human_kidney / zeisel cells,
-decode(encode(real cells)): per-type MMD 0.0147 → 0.0121 and 0.0248 → 0.0219, kNN AUC 0.572 → 0.554 and
-0.592 → 0.570 with 8 draws (32 draws: no further gain on kidney, 4× the decoding time).
+Counts are decoded *given the coordinates* (:mod:`._conditioned`): a real cell's PCs already hold its sampling
+noise, so an unconstrained count draw around the decoder's mean adds that noise a second time along the same
+axes; the counts are drawn conditioned on projecting back onto the cell's coordinates instead.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import sparse
 
 from . import _hvg
+from ._conditioned import sample_given_projection
 from ._library import Libraries
 from ._nb_decoder import NBDecoder
 from ._protocol import Decoded, DecoderData
+from ._registry import register_representation
 from ._residual_decoder import ResidualDecoder
 from ._svd import blockwise_pca
 
-CANDIDATES = 8  # count draws per synthetic cell, the nearest to its coordinates kept (see _draw_near)
 # n_top_genes="auto": every gene up to AUTO_MAX_GENES (all of this project's benchmark sets, up to zeisel's 4,000,
 # keep the model they always had), else the AUTO_TOP_GENES most variable. Above, the count decoder's network costs
 # time in proportion to its genes (3,000 steps of a 512 → 20,000 output took ~1,100 s on 2 cores); 3,000 HVGs is
@@ -46,10 +47,21 @@ def n_model_genes(n_top_genes, n_genes: int) -> int | None:
         return AUTO_TOP_GENES if n_genes > AUTO_MAX_GENES else None
     return int(n_top_genes) if n_top_genes < n_genes else None
 
+@dataclass(frozen=True)
+class PCAOptions:
+    """``n_comps`` standardized PCs (default 15 below 2,000 training cells, 30 above: on pbmc68k_reduced, 700
+    cells, 30 PCs gave over-dispersed samples, 15 stayed close; see ``tl.fit``)."""
 
+    n_comps: int | None = None
+    n_top_genes: int | str | None = "auto"  # see n_model_genes and tl.fit
+
+
+@register_representation
 class PCARepresentation:
     kind = "pca"
     input = "lognorm"  # what :meth:`fit`/:meth:`transform` read (the scVI representation reads counts)
+    uses_batch = False
+    Options = PCAOptions
 
     def __init__(self, n_comps: int = 30, n_top_genes: int | str | None = "auto"):
         self.n_comps = n_comps
@@ -61,6 +73,13 @@ class PCARepresentation:
         self.counts_decoder: NBDecoder | None = None  # with counts in the input
         self.libraries: Libraries | None = None
         self.residual_decoder: ResidualDecoder | None = None  # without
+
+    @classmethod
+    def from_options(cls, options: PCAOptions, *, n_cells: int, progress: bool | None = None) -> PCARepresentation:
+        return cls(options.n_comps or (15 if n_cells < 2000 else 30), n_top_genes=options.n_top_genes)
+
+    def genes(self, var_names):
+        return var_names
 
     @property
     def n_features(self) -> int:
@@ -107,6 +126,9 @@ class PCARepresentation:
         X = ((Z * self.scale_) @ self.components_ + self.mean_).astype(np.float32)
         return np.clip(X, 0.0, None) if clip else X
 
+    def linear_view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.scale_[:, None] * self.components_, self.mean_
+
     # ---- decoding -------------------------------------------------------------------------------------------
     def _genes(self, n_genes: int) -> np.ndarray:
         return np.arange(n_genes) if self.genes_ is None else self.genes_
@@ -151,41 +173,16 @@ class PCARepresentation:
         rng = rng or np.random.default_rng(0)
         labels = np.asarray(labels, dtype=str)
         X, counts = self.libraries.sample(
-            labels, lambda rows, lib, norm: self._draw_near(z[rows], labels[rows], lib, norm, rng), rng, z,
+            labels, lambda rows, lib, factors: self._draw_given(z[rows], labels[rows], lib, factors, rng), rng, z,
             n_genes=len(self.mean_))
         return Decoded(X, counts)
 
-    def _draw_near(self, z, labels, lib, norm, rng) -> np.ndarray:
-        """Counts for cells at model-space ``z``: of ``CANDIDATES`` draws from the count decoder, the one whose own
-        projection lies nearest to ``z``. A real cell's coordinates already hold its sampling noise; an
-        unconstrained draw adds that noise a second time along the very axes the cell was placed on. Keeping
-        the nearest draw approximates counts *given* their projection, p(x | transform(x) ≈ z). With a model
-        fitted on highly variable genes only those are drawn again for each candidate: the others are drawn once
-        (they move the projection only through the library's normalization)."""
-        genes = self.counts_decoder.genes
-        if genes is not None:
-            return self._draw_near_model_genes(z, labels, lib, norm, rng, genes)
-        best, dist = None, None
-        for _ in range(CANDIDATES):
-            c = self.counts_decoder.sample(z, labels, lib, rng)
-            d = ((self.transform(norm(c)) - z) ** 2).sum(1)
-            if best is None:
-                best, dist = c, d
-            else:
-                closer = d < dist
-                best[closer], dist[closer] = c[closer], d[closer]
-        return best
-
-    def _draw_near_model_genes(self, z, labels, lib, norm, rng, genes) -> np.ndarray:
-        best = self.counts_decoder.sample(z, labels, lib, rng)
-        dist = ((self.transform(norm(best)) - z) ** 2).sum(1)
-        for _ in range(CANDIDATES - 1):
-            c = best.copy()
-            c[:, genes] = self.counts_decoder.sample(z, labels, lib, rng, genes)
-            d = ((self.transform(norm(c)) - z) ** 2).sum(1)
-            closer = d < dist
-            best[closer], dist[closer] = c[closer], d[closer]
-        return best
+    def _draw_given(self, z, labels, lib, factors, rng) -> np.ndarray:
+        """Counts for cells at model-space ``z`` that project back onto ``z`` (see :mod:`._conditioned`)."""
+        mu, theta = self.counts_decoder.params(z, labels, lib)
+        loadings = (self.components_.T / self.scale_).astype(np.float64)
+        offset = (self.mean_ @ self.components_.T / self.scale_).astype(np.float64)
+        return sample_given_projection(mu, theta, np.asarray(z, np.float64), loadings, offset, factors, rng)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {"mean": torch.from_numpy(self.mean_), "components": torch.from_numpy(self.components_),

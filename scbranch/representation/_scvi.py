@@ -19,6 +19,8 @@ import copy
 import random
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -29,6 +31,7 @@ from scipy import sparse
 from .._progress import enabled, quiet_third_party, training_bar
 from ._library import Libraries
 from ._protocol import Decoded, DecoderData
+from ._registry import register_representation
 
 
 @contextmanager
@@ -71,9 +74,22 @@ def _few_cells_ok():
         yield
 
 
+@dataclass(frozen=True)
+class SCVIOptions:
+    """``n_comps``: scVI's ``n_latent`` (default 10); ``scvi_model``: a trained ``scvi.model.SCVI`` to use instead
+    of training one; ``scvi_epochs``: scVI's epochs (``None``: scvi-tools')."""
+
+    n_comps: int | None = None
+    scvi_model: Any = field(default=None, repr=False)
+    scvi_epochs: int | None = None
+
+
+@register_representation
 class SCVIRepresentation:
     kind = "scvi"
     input = "counts"  # what :meth:`fit`/:meth:`transform` read (the PCA representation reads log-normalized)
+    uses_batch = True
+    Options = SCVIOptions
 
     def __init__(self, n_comps: int = 10, *, max_epochs: int | None = None, scvi_model=None,
                  progress: bool | None = False):
@@ -88,6 +104,22 @@ class SCVIRepresentation:
         self.libraries: Libraries | None = None
 
     makes_counts = True
+
+    @classmethod
+    def from_options(cls, options: SCVIOptions, *, n_cells: int, progress: bool | None = None) -> SCVIRepresentation:
+        return cls(options.n_comps or 10, max_epochs=options.scvi_epochs, scvi_model=options.scvi_model,
+                   progress=progress)
+
+    def genes(self, var_names: pd.Index) -> pd.Index:
+        """All of them, or a given scVI model's (each must be in ``var_names``)."""
+        if self.scvi is None:
+            return var_names
+        genes = pd.Index(self.scvi.adata.var_names.astype(str))
+        missing = genes.difference(var_names)
+        if len(missing):
+            msg = f"{len(missing)} genes of the given scVI model are missing from adata, e.g. {list(missing[:5])}"
+            raise ValueError(msg)
+        return genes
 
     def __deepcopy__(self, memo):
         """A copy that shares the scVI model: scbranch never changes scVI after fit, and scVI holds its AnnData."""
@@ -202,7 +234,7 @@ class SCVIRepresentation:
         latent = torch.from_numpy((z * self.scale_ + self.mean_).astype(np.float32))
         module = self.scvi.module.eval()
 
-        def draw_counts(rows, lib, norm):
+        def draw_counts(rows, lib, factors):
             out = module.generative(z=latent[rows], library=torch.from_numpy(np.log(np.maximum(lib, 1.0)))[:, None],
                                     batch_index=torch.from_numpy(b[rows])[:, None].long())
             return out["px"].sample().numpy().astype(np.float32)
@@ -214,6 +246,9 @@ class SCVIRepresentation:
                        np.asarray(self.batches)[b] if self.batches else None)
 
     # ---- save / load ----------------------------------------------------------------------------------------
+    def linear_view(self) -> None:
+        return None  # scVI's decoder is not linear in log-normalized expression
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_),
                 "batch_freq": torch.from_numpy(self.batch_freq),

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .. import _anndata, _chunks
+from .. import _anndata, _chunks, _normalize
 from .. import _logging as logg
-from ..model._generate import lognorm_of
+from ..model import lognorm_of
 
 __all__ = ["concat_real_synthetic", "join"]
 
@@ -24,7 +24,8 @@ __all__ = ["concat_real_synthetic", "join"]
 def _fit_record(adata: ad.AnnData, model, key_added: str) -> dict:
     """groupby, layer, use_raw and input kind of the fit: the model's, else what ``tl.fit`` wrote to ``.uns``."""
     if model is not None:
-        return model.config
+        s = model.state
+        return {"groupby": s.groupby, "layer": s.layer, "use_raw": s.use_raw, "input_kind": s.input_kind}
     params = adata.uns.get(key_added, {}).get("params", {}) if isinstance(adata.uns.get(key_added), dict) else {}
     return dict(params)
 
@@ -113,7 +114,7 @@ def join(adata: ad.AnnData, syn: ad.AnnData | None, model=None, *, groupby: str 
             lognorm_syn = sparse.csr_matrix(lognorm_of(syn) if layer is None else syn.X, dtype=np.float32)
     layers = {}
     if kind == "counts":  # counts in .X for both: their log-normalized form beside them, for sc.pp.pca directly
-        layers["lognorm"] = sparse.vstack([sparse.csr_matrix(_anndata.to_lognorm(x_real, "counts")),
+        layers["lognorm"] = sparse.vstack([sparse.csr_matrix(_normalize.to_lognorm(x_real, "counts")),
                                            lognorm_syn], format="csr")
 
     obs = _obs(adata.obs, None if syn is None else syn.obs, groupby, flag)

@@ -7,18 +7,12 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import _anndata
 from .. import _logging as logg
 from ..model import BranchedDiffusion
-from ..model._continual import transmute_path
-from ..model._device import on_device
-from ..model._device import resolve as resolve_device
-from ..model._generate import decoded_adata
-from ..sampling import get_sampler
 from ._concat import join
-from ._fit import generate
+from ._generate import generate
 
 
 def add_cell_type(
@@ -98,7 +92,7 @@ def transmute(
     source: str,
     target: str,
     time: float | None = None,
-    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    sampler: str = "ddim",
     n_steps: int = 200,
     random_state: int = 0,
     device: str = "auto",
@@ -135,45 +129,8 @@ def transmute(
     (source, target, time, sampler, n_steps, random_state).
     """
     adata, model = _anndata.adata_first(adata, model, "transmute")
-    groupby = model.groupby
-    random_state = _anndata.check_seed(random_state)
-    _anndata.check_key(key_added)
-    n_steps = _anndata.check_count(n_steps, what="n_steps")
-    if groupby not in adata.obs:
-        msg = f"adata.obs has no {groupby!r} column (the model's groupby)"
-        raise KeyError(msg)
-    for role, ty in (("source", source), ("target", target)):
-        if ty not in model.types:
-            msg = f"unknown {role} type {ty!r}; the model knows {model.types}"
-            raise KeyError(msg)
-    if source == target:
-        msg = "source and target are the same type"
-        raise ValueError(msg)
-    if time is not None and not 0 < time <= 1:
-        msg = f"time must be in (0, 1], got {time}"
-        raise ValueError(msg)
-    sample_fn = get_sampler(sampler)
-    resolve_device(device)  # a missing GPU is an error before any work
-    mask = (adata.obs[groupby].astype(str) == source).to_numpy()
-    if not mask.any():
-        msg = f"no cells of {source!r} in adata.obs[{groupby!r}]"
-        raise ValueError(msg)
-    start = logg.info(f"transmuting {mask.sum()} {source!r} cells into {target!r}")
-    z = model.get_latent(adata[mask])
-    gen = torch.Generator().manual_seed(int(random_state))
-    with on_device(model, device):
-        z_out, t_used = transmute_path(model, z, source, target, time=time, sampler=sample_fn,
-                                       n_steps=n_steps, generator=gen)
-    obs = adata.obs[mask].copy()
-    obs.index = obs.index.astype(str) + "-transmuted"
-    obs[groupby] = pd.Categorical([target] * len(obs), categories=model.type_order)
-    obs["transmuted_from"] = source
-    res = decoded_adata(model, z_out, [target] * len(z_out), obs, random_state=random_state)
-    res.obsm[f"X_{key_added}"], res.obsm[f"X_{key_added}_source"] = z_out.astype(np.float32), z.astype(np.float32)
-    res.uns[key_added] = {"transmute": {"source": source, "target": target, "time": t_used, "sampler": sampler,
-                                        "n_steps": n_steps, "random_state": random_state}}
-    logg.info("    finished", time=start, deep=f"noised to t={t_used:.3f}")
-    return res
+    return model.transmute(adata, source=source, target=target, time=time, sampler=sampler, n_steps=n_steps,
+                           random_state=random_state, device=device, key_added=key_added)
 
 
 def augment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Literal
@@ -15,18 +16,15 @@ from .. import __version__ as scbranch_version
 from .. import _anndata
 from .. import _logging as logg
 from ..hierarchy import Hierarchy
-from ..model import BranchedDiffusion, ModelConfig, SetupConfig, TrainConfig
-from ..model._config import DEFAULT_SHARING, FIT_ARGUMENTS, options, route, to_params
-from ..model._generate import generate
-from ..model._training import default_steps
+from ..model import BranchedDiffusion, ModelConfig, SetupConfig, TrainConfig, route, split_options, to_params
 
-__all__ = ["default_steps", "fit", "generate"]
+__all__ = ["fit"]
 
 
 def _legacy(kwargs: dict, model_kwargs, train_kwargs) -> tuple[dict, dict]:
     """Keywords fit took before 0.3 (``width=``, ``lr=``, …): routed to model_kwargs / train_kwargs, with a
     FutureWarning; anything else is the usual TypeError."""
-    model, train, rest = route(kwargs)
+    model, train, rest = route(kwargs, own=FIT_ARGUMENTS)
     if rest:
         msg = f"fit() got unexpected keyword arguments {sorted(rest)}"
         raise TypeError(msg)
@@ -44,13 +42,14 @@ def fit(
     *,
     groupby: str | None = None,
     hierarchy: str | Mapping | pd.DataFrame | Hierarchy | None = None,
-    representation: Literal["pca", "scvi"] = "pca",
-    n_comps: int | None = None,
-    layer: str | None = None,
-    batch_key: str | None = None,
-    condition_keys: list[str] | None = None,
-    sharing: float = DEFAULT_SHARING,
-    max_steps: int | None = None,
+    # the options fit takes itself are config fields: their defaults are the configs', defined there once
+    representation: Literal["pca", "scvi"] = ModelConfig.representation,
+    n_comps: int | None = ModelConfig.n_comps,
+    layer: str | None = SetupConfig.layer,
+    batch_key: str | None = SetupConfig.batch_key,
+    condition_keys: list[str] | None = SetupConfig.condition_keys,
+    sharing: float = ModelConfig.sharing,
+    max_steps: int | None = TrainConfig.max_steps,
     random_state: int = 0,
     progress: bool | None = None,
     key_added: str = "scbranch",
@@ -174,8 +173,8 @@ def fit(
     if clash:
         msg = f"{clash} are arguments of fit itself; do not pass them in model_kwargs"
         raise TypeError(msg)
-    options(model_kwargs, SetupConfig, ModelConfig, where="model_kwargs")
-    (train_options,) = options({**dict(train_kwargs), "max_steps": max_steps}, TrainConfig, where="train_kwargs")
+    split_options(model_kwargs, SetupConfig, ModelConfig, where="model_kwargs")
+    (train_options,) = split_options({**dict(train_kwargs), "max_steps": max_steps}, TrainConfig, where="train_kwargs")
     start = logg.info(f"fitting branched diffusion on {adata.n_obs} cells")
     model = BranchedDiffusion(adata, groupby=groupby, hierarchy=hierarchy, random_state=random_state,
                               progress=progress, representation=representation, n_comps=n_comps, layer=layer,
@@ -183,14 +182,14 @@ def fit(
     hist = model.train(progress=progress, trainer_kwargs=trainer_kwargs, **vars(train_options))
 
     # ---- write (only now, all validation has passed) ----
-    p, c = model.prepared, model.config
+    p, s = model.prepared, model.state
     uns = {
         "hierarchy": model.hierarchy.to_newick(),
         "hierarchy_table": model.hierarchy.to_table(),  # the exact names, whatever they hold (Newick quoting cannot)
         "branches": model.branches_table(),
         "params": _anndata.to_h5ad_safe({  # heads: in the branches table; type order/colours: .obs, .uns
             **to_params(model.setup_options), **to_params(model.model_options), **to_params(model.train_options),
-            **{k: c[k] for k in ("groupby", "input_kind", "n_comps", "random_state")},
+            "groupby": s.groupby, "input_kind": s.input_kind, "n_comps": s.n_comps, "random_state": s.random_state,
             "hierarchy_source": p.source,
             # scbranch's own from the code that ran (an editable install's metadata can lag behind it)
             "versions": {"scbranch": scbranch_version,
@@ -210,3 +209,9 @@ def fit(
               deep=f"added .uns[{key_added!r}] (hierarchy, branches, branch_points, params, training), "
                    f".obsm['X_{key_added}']")
     return model
+
+
+# fit's own arguments that are config fields too (derived, never a hand-kept list): passed to fit itself, not in
+# model_kwargs; route() leaves them to fit
+FIT_ARGUMENTS = tuple(p for p in inspect.signature(fit).parameters
+                      if p in {f for c in (SetupConfig, ModelConfig, TrainConfig) for f in c.__dataclass_fields__})

@@ -8,12 +8,7 @@ import pandas as pd
 
 from .. import _anndata
 from .. import _logging as logg
-from .._threads import torch_threads
 from ..model import BranchedDiffusion
-from ..model._device import on_device
-from ..model._device import resolve as resolve_device
-from ..model._types import type_scores
-from ..module import T_EPS
 
 
 def score_types(
@@ -71,34 +66,19 @@ def score_types(
     """
     adata, model = _anndata.adata_first(adata, model, "score_types")
     _anndata.check_key(key_added)
-    random_state = _anndata.check_seed(random_state)
-    n_times = _anndata.check_count(n_times, what="n_times", minimum=2)
-    if not 0 < threshold < 1:
-        msg = f"threshold must be in (0, 1), got {threshold!r}"
-        raise ValueError(msg)
-    if model.classifier is None:
-        msg = ("the model has no type classifier: fit with type_classifier=True (the default); adding a cell type "
-               "drops it")
-        raise ValueError(msg)
-    resolve_device(device)  # a missing GPU is an error before any work
     start = logg.info(f"scoring {adata.n_obs} cells by type")
-    z = model.get_latent(adata)
-    with torch_threads(), on_device(model, device):
-        probs, curve, certain = type_scores(model, z, n_times=n_times, threshold=threshold,
-                                            random_state=random_state)
-    types = list(model.config["classifier"]["types"])  # types added later without their data are not scored
-    top = probs.argmax(1)
+    res = model.score_types(adata, threshold=threshold, n_times=n_times, random_state=random_state, device=device)
+    types, probs, top = res.types, res.probabilities, res.probabilities.argmax(1)  # types the classifier knows
     order = [t for t in model.type_order if t in types]
     out = adata.copy() if copy else adata
     out.obs[key_added] = pd.Categorical(np.asarray(types)[top], categories=order)
     out.obs[f"{key_added}_probability"] = probs[np.arange(len(top)), top].astype(np.float32)
-    out.obs[f"{key_added}_certain_time"] = certain.astype(np.float32)
+    out.obs[f"{key_added}_certain_time"] = res.certain_time.astype(np.float32)
     out.obsm[f"{key_added}_probabilities"] = probs.astype(np.float32)
-    times = np.linspace(T_EPS, 1.0, n_times)
-    curves = pd.DataFrame({ty: curve[top == k].mean(0) if (top == k).any() else np.full(n_times, np.nan)
-                           for k, ty in enumerate(types)}, index=[f"{t:.4f}" for t in times]).T
-    out.uns[key_added] = {"types": np.asarray(types, dtype=str), "threshold": float(threshold), "times": times,
-                          "curves": curves.reset_index(names="cell_type")}
+    curves = pd.DataFrame({ty: res.curve[top == k].mean(0) if (top == k).any() else np.full(len(res.times), np.nan)
+                           for k, ty in enumerate(types)}, index=[f"{t:.4f}" for t in res.times]).T
+    out.uns[key_added] = {"types": np.asarray(types, dtype=str), "threshold": float(threshold),
+                          "times": res.times, "curves": curves.reset_index(names="cell_type")}
     logg.info("    finished", time=start,
               deep=f"added .obs[{key_added!r}], [{key_added}_probability], [{key_added}_certain_time], "
                    f".obsm[{key_added}_probabilities], .uns[{key_added!r}]")

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import anndata as ad
-import numpy as np
-import pandas as pd
-import torch
 
 from .. import _anndata
-from .. import _logging as logg
 from ..model import BranchedDiffusion
-from ..model._conditions import condition_codes
-from ..model._continual import transmute_path
-from ..model._generate import decoded_adata
-from ..sampling import get_sampler
 
 
 def transfer(
@@ -25,7 +16,7 @@ def transfer(
     *,
     condition: Mapping[str, str],
     time: float = 0.5,
-    sampler: Literal["ddim", "heun", "euler_maruyama"] = "ddim",
+    sampler: str = "ddim",
     n_steps: int = 200,
     random_state: int = 0,
     key_added: str = "scbranch",
@@ -61,46 +52,6 @@ def transfer(
     ``[f"{key}_original"]``; ``.obsm[f"X_{key_added}"]`` (model space); ``.uns[key_added]["transfer"]``
     (condition as JSON, time, sampler, n_steps, random_state).
     """
-    import json
-
     adata, model = _anndata.adata_first(adata, model, "transfer")
-    random_state = _anndata.check_seed(random_state)
-    _anndata.check_key(key_added)
-    n_steps = _anndata.check_count(n_steps, what="n_steps")
-    if not condition:
-        msg = "condition= must name at least one covariate, e.g. {'donor': 'D2'}"
-        raise ValueError(msg)
-    condition_codes(model, condition)  # unknown keys or values: a clear error before any work
-    if not 0 < time <= 1:
-        msg = f"time must be in (0, 1], got {time}"
-        raise ValueError(msg)
-    labels = _anndata.check_obs_column(adata, model.groupby, what="the model's groupby")
-    unknown = sorted(set(labels) - set(model.types))
-    if unknown:
-        msg = f"types in adata.obs[{model.groupby!r}] that the model does not know: {unknown}"
-        raise ValueError(msg)
-    sample_fn = get_sampler(sampler)
-    start = logg.info(f"transferring {adata.n_obs} cells to {dict(condition)}")
-    z = model.get_latent(adata)
-    z_out = np.zeros_like(z, dtype=np.float32)
-    gen = torch.Generator().manual_seed(int(random_state))
-    for ty in dict.fromkeys(labels):
-        rows = np.flatnonzero(labels == ty)
-        z_out[rows], _ = transmute_path(model, z[rows], ty, ty, time=time, sampler=sample_fn, n_steps=n_steps,
-                                        generator=gen, condition=condition)
-    obs = adata.obs.copy()
-    obs.index = obs.index.astype(str) + "-transferred"
-    spec = model.config["conditions"]
-    for key, value in condition.items():
-        if key in obs:
-            obs[f"{key}_original"] = obs[key].astype(str).to_numpy()
-        cats = spec["categories"][spec["keys"].index(key)]
-        obs[key] = pd.Categorical([str(value)] * len(obs), categories=cats)
-    res = decoded_adata(model, z_out, labels, obs, random_state=random_state)
-    res.obsm[f"X_{key_added}"] = z_out
-    res.uns[key_added] = {"transfer": {"condition": json.dumps({str(k): str(v) for k, v in condition.items()},
-                                                               ensure_ascii=False),
-                                       "time": float(time), "sampler": sampler, "n_steps": n_steps,
-                                       "random_state": random_state}}
-    logg.info("    finished", time=start)
-    return res
+    return model.transfer(adata, condition=condition, time=time, sampler=sampler, n_steps=n_steps,
+                          random_state=random_state, key_added=key_added)
