@@ -260,9 +260,14 @@ def ctrl_c_at_step_3(monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(_training.DiffusionTask, "on_train_batch_end", ctrl_c)
-    handler = signal.getsignal(signal.SIGINT)
-    yield
-    assert signal.getsignal(signal.SIGINT) is handler  # Lightning left SIGINT ignored: Ctrl-C works again
+    # Python's own Ctrl-C handler, as in a terminal or notebook: a run started in the background (`cmd &`, nohup)
+    # inherits SIGINT ignored, and then no KeyboardInterrupt could come whatever scbranch does
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning left SIGINT ignored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_ctrl_c_during_fit_is_a_keyboard_interrupt(toy_adata, ctrl_c_at_step_3):
