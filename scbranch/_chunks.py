@@ -27,7 +27,9 @@ def is_chunked(X) -> bool:
 
 
 def row_chunks(X, mask: np.ndarray | None = None, chunk: int = CHUNK_CELLS) -> Iterator[np.ndarray]:
-    """Contiguous row blocks of ``X`` (optionally only the rows in boolean ``mask``), as read from disk."""
+    """Contiguous row blocks of ``X`` (optionally only the rows in boolean ``mask``), as read from disk; no larger
+    than a row source's own ``chunk_cells`` (:func:`scbranch.read_soma`'s)."""
+    chunk = min(chunk, getattr(X, "chunk_cells", chunk))
     for start in range(0, X.shape[0], chunk):
         stop = min(start + chunk, X.shape[0])
         if mask is not None and not mask[start:stop].any():
@@ -71,14 +73,17 @@ def check_expression(X, *, expected="auto", where: str = "X"):
 
 def block_rows(X) -> int:
     """Rows per block: ``CHUNK_CELLS``, fewer for dense genes-wide input (a dense block is held whole)."""
+    cap = min(CHUNK_CELLS, getattr(X, "chunk_cells", CHUNK_CELLS))
     if is_sparse(X):
-        return CHUNK_CELLS
-    return int(np.clip(DENSE_BLOCK_VALUES // max(X.shape[1], 1), 1, CHUNK_CELLS))
+        return cap
+    return int(np.clip(DENSE_BLOCK_VALUES // max(X.shape[1], 1), 1, cap))
 
 
 def is_sparse(X) -> bool:
-    """Sparse in memory, or an anndata backed sparse dataset (whose row slices are scipy sparse)."""
-    return sparse.issparse(X) or type(X).__name__.endswith(("CSRDataset", "CSCDataset", "SparseDataset"))
+    """Sparse in memory, or an anndata backed sparse dataset (whose row slices are scipy sparse), e.g. the SOMA
+    matrix of :func:`scbranch.read_soma` (an ``anndata.abc.CSRDataset``)."""
+    return (sparse.issparse(X) or type(X).__name__.endswith(("CSRDataset", "CSCDataset", "SparseDataset"))
+            or getattr(X, "format", None) in ("csr", "csc"))  # anndata.abc.CSRDataset / CSCDataset
 
 
 class LognormBlocks:

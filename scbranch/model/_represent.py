@@ -42,8 +42,9 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, m
     chunked = _chunks.is_chunked(X)
     blocks = rep.input == "lognorm" and hasattr(rep, "fit_blocks")  # fits from row blocks: memory need not hold X
     if chunked and not blocks:
-        msg = (f"backed AnnData (and > 50,000 cells) is supported with representation='pca'; load it into memory "
-               f"for {model.representation!r}")
+        msg = (f"backed AnnData (and > 50,000 cells, and read_soma's) is supported with representation='pca'; load "
+               f"it into memory for {model.representation!r} (adata.to_memory(); read_soma's: adata.X = "
+               "adata.X.to_memory())")
         raise ValueError(msg)
     kind = (_chunks.check_expression if chunked else _anndata.check_expression)(X, expected=input_kind, where=where)
     if batch_key is not None and not rep.uses_batch:
