@@ -7,11 +7,13 @@ pay for torch, scanpy and scvi-tools until something needs them.
 import importlib
 
 __version__ = "0.3.0"  # the one source: pyproject reads it (hatch), CITATION.cff and the CLI agree (tests)
-__all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics", "pl", "simulate", "tl"]
+__all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics", "pl", "read_soma", "simulate",
+           "tl"]
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
-               "sampling", "cli", "_anndata", "_chunks", "_logging", "_normalize", "_threads"}
-_ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy"}
+               "sampling", "cli", "_anndata", "_chunks", "_logging", "_normalize", "_soma", "_threads"}
+_ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy", "read_soma": "_soma"}  # read_soma imports
+# tiledbsoma only when called (pip install scbranch[atlas])
 
 
 def __getattr__(name: str):
