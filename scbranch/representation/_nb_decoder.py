@@ -110,39 +110,49 @@ class NBDecoder:
     def _new_net(self, n_types: int, hidden: int = HIDDEN) -> _Net:
         return _Net(self.n_features, self.n_genes, n_types, hidden, None if self.genes is None else len(self.genes))
 
-    def _outputs(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
-        """The counts in the order of the network's outputs (with a split: the model genes first)."""
-        if self.genes is None:
-            return counts
-        return counts[:, np.concatenate([self.genes, self.net.rest.numpy()])]
+    def _order(self) -> np.ndarray | None:
+        """The gene of each network output (with a split: the model genes first); ``None``: the genes' order."""
+        return None if self.genes is None else np.concatenate([self.genes, self.net.rest.numpy()])
 
     def _train(self, z, counts, codes, params, *, n_total: int, random_state: int) -> float:
-        """Minimise the Poisson negative log-likelihood of the means (per cell) plus the type-bias prior."""
+        """Minimise the Poisson negative log-likelihood of the means (per cell) plus the type-bias prior.
+
+        ``counts`` in the genes' order (CSR). Each step reads only the batch's non-zeros (:class:`_Rows`,
+        :class:`_PoissonNLL`); the prior ½‖b‖²/n is Adam's L2 term on ``type_bias`` (``weight_decay`` adds
+        b/n to its gradient, the prior's gradient)."""
         gen = torch.Generator().manual_seed(int(random_state))
         z, codes = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(codes, dtype=torch.int64)
-        lib = torch.as_tensor(np.asarray(counts.sum(1)).ravel(), dtype=torch.float32).clamp_min(1.0)
-        opt = torch.optim.Adam(params, lr=LR)
+        rows = _Rows(counts, self._order())
+        lib = torch.as_tensor(rows.sums, dtype=torch.float32).clamp_min(1.0)
+        net = self.net
+        others = [p for p in params if p is not net.type_bias]
+        assert len(others) == len(params) - 1, "type_bias is always trained"
+        groups = [{"params": others}] if others else []
+        groups.append({"params": [net.type_bias], "weight_decay": 1.0 / n_total})  # MAP: the prior once per data set
+        opt = torch.optim.Adam(groups, lr=LR, fused=True)  # one pass over each parameter a step
         n_steps = int(np.clip(PASSES * len(z) / BATCH, *STEP_RANGE))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
-        net, loss = self.net, torch.zeros(())
-        for _ in range(n_steps):
+        loss = 0.0
+        for step in range(n_steps):
             idx = torch.randint(len(z), (min(BATCH, len(z)),), generator=gen)
-            x = torch.from_numpy(counts[idx.numpy()].toarray())
-            log_rho = torch.log_softmax(net.logits(z[idx]) + net.type_bias[codes[idx]], dim=-1)
-            nll = (lib[idx, None] * log_rho.exp() - x * log_rho).sum(1).mean()
-            loss = nll + 0.5 * net.type_bias.pow(2).sum() / n_total  # MAP: the prior counted once per data set
+            nll = _step_loss(net, z[idx], codes[idx], rows(idx.numpy()), lib[idx])
             opt.zero_grad()
-            loss.backward()
+            nll.backward()
+            if step == n_steps - 1:  # the last step's loss, prior included, at the parameters it saw
+                loss = float(nll.detach()) + float(0.5 * net.type_bias.detach().pow(2).sum() / n_total)
             opt.step()
             sched.step()
-        return float(loss.detach())
+        return loss
 
     @torch.no_grad()
     def _set_dispersion(self, z, counts, codes, types: list[int], *, pool: bool, random_state: int = 0) -> None:
         """θ of ``types`` by moments: Σμ² / Σ((x − μ)² − μ) per gene, shrunk toward the gene's pooled value
         (pooled over ``types`` with ``pool``, at the first fit; else the stored one: new types shrink toward the
-        training types' dispersion, not toward themselves)."""
-        lib = np.asarray(counts.sum(1)).ravel()
+        training types' dispersion, not toward themselves). Over the non-zeros, Σ((x − μ)² − μ) is
+        Σx² − 2Σxμ + Σμ² − Σμ (float64); μ stays in the network's output order, its sums are put in the genes'."""
+        lib = np.asarray(counts.sum(1), np.float64).ravel()
+        order = self._order()
+        column = np.arange(self.n_genes) if order is None else np.argsort(order)  # gene → its output
         rng = np.random.default_rng(random_state)
         a, b, n = [], [], []
         for k in types:  # a block of one type's cells dense at a time (BLOCK_VALUES values)
@@ -153,11 +163,17 @@ class NBDecoder:
             step = max(1, BLOCK_VALUES // self.n_genes)
             for lo in range(0, len(rows), step):
                 r = rows[lo : lo + step]
-                mu = self.net.rho(torch.as_tensor(z[r], dtype=torch.float32),
-                                  torch.full((len(r),), k)).double().numpy() * lib[r, None]
-                x = counts[r].toarray().astype(np.float64)
-                ak += (mu**2).sum(0)
-                bk += ((x - mu) ** 2 - mu).sum(0)  # E = μ²/θ under NB
+                x = counts[r]
+                x.sum_duplicates()  # Σx² needs each entry once
+                cell = np.repeat(np.arange(len(r)), np.diff(x.indptr))
+                logits = self.net.logits(torch.as_tensor(z[r], dtype=torch.float32)) + self.net.type_bias[k]
+                rho = torch.softmax(logits, 1).double()  # in the outputs' order
+                mu_x = rho[torch.as_tensor(cell), torch.as_tensor(column[x.indices])].numpy() * lib[r][cell]
+                w = torch.as_tensor(lib[r])
+                mu = (w @ rho).numpy()[column]  # Σμ per gene
+                mu2 = (w.square() @ rho.square_()).numpy()[column]  # Σμ²
+                ak += mu2
+                bk += np.bincount(x.indices, x.data * (x.data - 2 * mu_x), minlength=self.n_genes) + mu2 - mu
             a.append(ak)
             b.append(bk)
             n.append(len(rows))
@@ -180,7 +196,7 @@ class NBDecoder:
             if self.genes is not None:
                 self.net.genes[:] = torch.as_tensor(self.genes)
                 self.net.rest[:] = torch.as_tensor(np.setdiff1d(np.arange(self.n_genes), self.genes))
-            self.loss_ = self._train(z, self._outputs(counts), codes, list(self.net.parameters()), n_total=len(z),
+            self.loss_ = self._train(z, counts, codes, list(self.net.parameters()), n_total=len(z),
                                      random_state=random_state)
         self._set_dispersion(z, counts, codes, list(range(len(self.type_names))), pool=True,
                              random_state=random_state)
@@ -206,7 +222,7 @@ class NBDecoder:
         codes = np.array([names.index(t) for t in labels[keep]])
         grown = NBDecoder(self.n_features, self.n_genes, self.genes)
         grown.type_names, grown.net = names, net
-        grown._train(z, grown._outputs(counts), codes, [net.type_bias], n_total=len(z), random_state=random_state)
+        grown._train(z, counts, codes, [net.type_bias], n_total=len(z), random_state=random_state)
         with torch.no_grad():  # the prior's gradient moved the old rows too: restore them exactly
             net.type_bias[:old] = frozen
         grown._set_dispersion(z, counts, codes, list(range(old, len(names))), pool=False, random_state=random_state)
@@ -260,6 +276,91 @@ class NBDecoder:
                 raise ValueError(msg)
             dec.genes = genes.copy()
         return dec
+
+
+class _Rows:
+    """The non-zeros of a batch of CSR rows as flat positions in a (batch × outputs) matrix whose columns are the
+    network's outputs (``order``: the gene of each output; ``None``: the genes' order), and their values. The
+    matrix itself is never made: the dense step densified 128 × 20,000 values a step (and first a column-permuted
+    copy of all the counts; the outputs' columns here, ``cols``, are 4 bytes a non-zero, and only with a split)."""
+
+    def __init__(self, counts: sparse.csr_matrix, order: np.ndarray | None):
+        self.indptr, self.data, self.n_out = counts.indptr, counts.data, counts.shape[1]
+        self.cols = counts.indices
+        if order is not None:  # gene → its output
+            column = np.empty(self.n_out, np.int32)
+            column[order] = np.arange(self.n_out, dtype=np.int32)
+            self.cols = column[counts.indices]
+        self.sums = np.asarray(counts.sum(1), np.float64).ravel()  # Σ_g x_g of each cell
+
+    def __call__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flat positions (row-major), values (float32) and each row's total (float32) of rows ``idx``."""
+        start, stop = self.indptr[idx].tolist(), self.indptr[idx + 1].tolist()
+        cols = np.concatenate([self.cols[a:b] for a, b in zip(start, stop, strict=True)])
+        values = np.concatenate([self.data[a:b] for a, b in zip(start, stop, strict=True)])
+        kind = np.int32 if len(idx) * self.n_out < 2**31 else np.int64
+        flat = np.repeat(np.arange(len(idx), dtype=kind) * self.n_out, np.subtract(stop, start)) + cols.astype(kind)
+        return (torch.from_numpy(flat), torch.from_numpy(values.astype(np.float32, copy=False)),
+                torch.from_numpy(self.sums[idx].astype(np.float32)))
+
+
+class _PoissonNLL(torch.autograd.Function):
+    """The output layers and the loss of a training step in one: the mean over the batch of each cell's Poisson
+    negative log-likelihood (without log x!), Σ_g lib·ρ_g − x_g·log ρ_g, with ρ = softmax(logits) and logits
+    ``h @ weight.T + bias`` (the model genes; all genes without a split) and ``r @ rest_weight.T + rest_bias``
+    (the others), plus ``type_bias[codes]``; from the non-zeros of x only.
+
+    Σ_g ρ_g = 1, so the first term is lib, a constant (its gradient, lib·ρ·(1 − Σρ), is 0); and
+    log ρ_g = logit_g − logsumexp(logits), so the second is −Σ_g x_g·logit_g + (Σ_g x_g)·logsumexp: a sum over the
+    non-zeros and one logsumexp per cell. The gradient in the logits is ((Σx)·ρ − x) / n, as the dense form's
+    through log_softmax. One dense (batch × genes) buffer holds the logits (the output biases folded into the type
+    bias, the products added in place), another ρ and then the gradient; the output biases' gradients are the
+    type bias's summed over the types."""
+
+    @staticmethod
+    def forward(ctx, h, r, weight, bias, rest_weight, rest_bias, type_bias, codes, flat, values, sums, lib):
+        n_model, n = weight.shape[0], len(h)
+        shifted = type_bias.clone()
+        shifted[:, :n_model] += bias
+        if r is not None:
+            shifted[:, n_model:] += rest_bias
+        logits = shifted.index_select(0, codes)
+        logits[:, :n_model].addmm_(h, weight.T)
+        if r is not None:
+            logits[:, n_model:].addmm_(r, rest_weight.T)
+        dot = torch.dot(logits.view(-1).index_select(0, flat), values)  # Σ x·logit over the non-zeros
+        rho = torch.softmax(logits, 1)
+        lse = logits.amax(1) - rho.amax(1).log()  # the largest ρ is exp(max − logsumexp)
+        ctx.save_for_backward(h, r, weight, rest_weight, codes, flat, values, sums, rho)
+        ctx.n_types = len(type_bias)
+        return (lib.sum() - dot + torch.dot(sums, lse)) / n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        h, r, weight, rest_weight, codes, flat, values, sums, rho = ctx.saved_tensors
+        n_model, n = weight.shape[0], len(h)
+        g = rho.mul_((grad * sums / n)[:, None])  # ρ is this step's own: it becomes the gradient in the logits
+        g.view(-1).index_add_(0, flat, values * (-grad / n))
+        need = ctx.needs_input_grad
+        d_type = g.new_zeros(ctx.n_types, g.shape[1]).index_add_(0, codes, g)
+        d_bias = d_type[:, :n_model].sum(0) if need[3] else None
+        d_rest_bias = d_type[:, n_model:].sum(0) if need[5] else None
+        gm, gr = g[:, :n_model], g[:, n_model:]
+        return (gm @ weight if need[0] else None, gr @ rest_weight if need[1] else None,
+                gm.T @ h if need[2] else None, d_bias, gr.T @ r if need[4] else None, d_rest_bias,
+                d_type if need[6] else None, None, None, None, None, None)
+
+
+def _step_loss(net: _Net, z: torch.Tensor, codes: torch.Tensor, batch, lib: torch.Tensor) -> torch.Tensor:
+    """:class:`_PoissonNLL` of the network for cells ``z`` of types ``codes`` (``batch``: :class:`_Rows`'s)."""
+    h = net.mlp[1](net.mlp[0](z))
+    out = net.mlp[2]
+    if not net.split:
+        return _PoissonNLL.apply(h, None, out.weight, out.bias, None, None, net.type_bias, codes, *batch, lib)
+    rank, rest = net.rest_out
+    return _PoissonNLL.apply(h, rank(h), out.weight, out.bias, rest.weight, rest.bias, net.type_bias, codes,
+                             *batch, lib)
 
 
 def _csr(counts) -> sparse.csr_matrix:
