@@ -112,7 +112,7 @@ class Stages:
 
 def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kwargs: str = "{}") -> dict:
     import scbranch as sb
-    from scbranch import _anndata
+    from scbranch import _normalize
     from scbranch.model import _model, _setup
     from scbranch.representation import _nb_decoder
 
@@ -123,7 +123,7 @@ def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kw
 
     sc.settings.verbosity = 1  # scbranch logs through scanpy: warnings only
     stages = Stages()
-    stages.wrap(_anndata, "lognorm", "normalize")
+    stages.wrap(_normalize, "lognorm", "normalize")
     stages.wrap(_setup, "represent", "representation")
     stages.wrap(_model.BranchedDiffusion, "train_arrays", "training")
     stages.wrap(_model.BranchedDiffusion, "fit_decoder", "decoder")
