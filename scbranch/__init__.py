@@ -12,8 +12,8 @@ __all__ = ["BranchedDiffusion", "Hierarchy", "__version__", "datasets", "metrics
 
 _SUBMODULES = {"datasets", "metrics", "pl", "simulate", "tl", "hierarchy", "model", "module", "representation",
                "sampling", "cli", "_anndata", "_chunks", "_logging", "_normalize", "_soma", "_threads"}
-_ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy", "read_soma": "_soma"}  # read_soma imports
-# tiledbsoma only when called (pip install scbranch[atlas])
+# read_soma imports tiledbsoma only when called (pip install scbranch[atlas])
+_ATTRIBUTES = {"BranchedDiffusion": "model", "Hierarchy": "hierarchy", "read_soma": "_soma"}
 
 
 def __getattr__(name: str):

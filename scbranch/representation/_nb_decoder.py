@@ -163,7 +163,7 @@ class NBDecoder:
         Σx² − 2Σxμ + Σμ² − Σμ (float64); μ stays in the network's output order, its sums are put in the genes'."""
         lib = np.asarray(counts.sum(1), np.float64).ravel()
         order = self._order()
-        column = np.arange(self.n_genes) if order is None else np.argsort(order)  # gene → its output
+        column = np.arange(self.n_genes) if order is None else _gene_to_output(order)
         rng = np.random.default_rng(random_state)
         a, b, n = [], [], []
         for k in types:  # a block of one type's cells dense at a time (BLOCK_VALUES values)
@@ -298,10 +298,8 @@ class _Rows:
     def __init__(self, counts: sparse.csr_matrix, order: np.ndarray | None):
         self.indptr, self.data, self.n_out = counts.indptr, counts.data, counts.shape[1]
         self.cols = counts.indices
-        if order is not None:  # gene → its output
-            column = np.empty(self.n_out, np.int32)
-            column[order] = np.arange(self.n_out, dtype=np.int32)
-            self.cols = column[counts.indices]
+        if order is not None:
+            self.cols = _gene_to_output(order)[counts.indices]
         self.sums = np.asarray(counts.sum(1), np.float64).ravel()  # Σ_g x_g of each cell
 
     def __call__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -361,6 +359,13 @@ class _PoissonNLL(torch.autograd.Function):
         return (gm @ weight if need[0] else None, gr @ rest_weight if need[1] else None,
                 gm.T @ h if need[2] else None, d_bias, gr.T @ r if need[4] else None, d_rest_bias,
                 d_type if need[6] else None, None, None, None, None, None)
+
+
+def _gene_to_output(order: np.ndarray) -> np.ndarray:
+    """The network output of each gene: the inverse of ``order`` (the gene of each output)."""
+    column = np.empty(len(order), np.int32)
+    column[order] = np.arange(len(order), dtype=np.int32)
+    return column
 
 
 def _step_loss(net: _Net, z: torch.Tensor, codes: torch.Tensor, batch, lib: torch.Tensor) -> torch.Tensor:
