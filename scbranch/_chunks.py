@@ -32,10 +32,19 @@ def row_chunks(X, mask: np.ndarray | None = None, chunk: int = CHUNK_CELLS) -> I
     chunk = min(chunk, getattr(X, "chunk_cells", chunk))
     for start in range(0, X.shape[0], chunk):
         stop = min(start + chunk, X.shape[0])
-        if mask is not None and not mask[start:stop].any():
+        keep = None if mask is None else mask[start:stop]
+        if keep is not None and not keep.any():
             continue
-        block = X[start:stop]
-        yield block if mask is None else block[np.flatnonzero(mask[start:stop])]
+        block = _csr_rows(X, start, stop) if sparse.issparse(X) and X.format == "csr" else X[start:stop]
+        yield block if keep is None or keep.all() else block[np.flatnonzero(keep)]
+
+
+def _csr_rows(X: sparse.csr_matrix, start: int, stop: int) -> sparse.csr_matrix:
+    """Rows ``start:stop`` of an in-memory CSR matrix sharing its data and indices (scipy's slice copies them:
+    0.3 s a 10,000-cell block at 20,000 genes, on every pass). Callers never write into a block."""
+    lo, hi = X.indptr[start], X.indptr[stop]
+    return sparse.csr_matrix((X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
+                             shape=(stop - start, X.shape[1]), copy=False)
 
 
 def in_memory(X) -> bool:

@@ -94,7 +94,6 @@ def represent(adata: ad.AnnData, labels: pd.Series, train_mask: np.ndarray, *, m
               + ("counts" if info is not None else "log-normalized expression (no counts in the input)"), time=t0)
     dec = DecoderData(x_dec, y[rows], info, batch[rows] if batch is not None else None, z_all[rows])
     return Represented(rep, kind, var_names, z_all, dec)
-    return Represented(rep, kind, var_names, z_all, dec, chunked)
 
 
 class _RowBlocks:

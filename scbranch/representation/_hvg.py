@@ -25,13 +25,22 @@ def _sums(blocks: Iterable, n_genes: int, fn=None) -> tuple[int, np.ndarray, np.
     """Rows, per-gene sum and sum of squares of ``fn(block)`` over the blocks (CSR stays CSR)."""
     n, s1, s2 = 0, np.zeros(n_genes), np.zeros(n_genes)
     for b in blocks:
-        b = sparse.csr_matrix(b, dtype=np.float64)
+        indices, data = _entries(b)
         if fn is not None:
-            b.data = fn(b.data)  # a copy already (float64); zero maps to zero for expm1
+            data = fn(data)  # zero maps to zero for expm1
         n += b.shape[0]
-        s1 += np.bincount(b.indices, b.data, minlength=n_genes)
-        s2 += np.bincount(b.indices, b.data**2, minlength=n_genes)
+        s1 += np.bincount(indices, data, minlength=n_genes)
+        s2 += np.bincount(indices, data * data, minlength=n_genes)
     return n, s1, s2
+
+
+def _entries(b) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and float64 values of a block's stored entries (a CSR block's own arrays, values cast
+    only: no float64 copy of its indices and row pointers, which cost a third of the selection at 20k genes)."""
+    if not sparse.issparse(b):
+        b = sparse.csr_matrix(b)
+    b = b.tocsr() if b.format != "csr" else b
+    return b.indices, b.data.astype(np.float64)
 
 
 def _mean_var(n: int, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +68,10 @@ def seurat_v3(blocks: Iterable, n_genes: int, n_top_genes: int) -> np.ndarray:
     clip = reg_std * np.sqrt(n) + mean  # as in Seurat: values above are clipped
     c1, c2 = np.zeros(n_genes), np.zeros(n_genes)
     for b in blocks:
-        b = sparse.csr_matrix(b, dtype=np.float64)
-        v = np.minimum(b.data, clip[b.indices])
-        c1 += np.bincount(b.indices, v, minlength=n_genes)
-        c2 += np.bincount(b.indices, v**2, minlength=n_genes)
+        indices, data = _entries(b)
+        v = np.minimum(data, clip[indices])
+        c1 += np.bincount(indices, v, minlength=n_genes)
+        c2 += np.bincount(indices, v * v, minlength=n_genes)
     norm_var = (n * mean**2 + c2 - 2 * c1 * mean) / ((n - 1) * reg_std**2)
     return np.sort(np.argsort(-norm_var)[:n_top_genes])
 

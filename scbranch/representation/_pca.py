@@ -222,14 +222,26 @@ class PCARepresentation:
 
 
 class _Columns:
-    """Columns ``cols`` of the row blocks another re-iterable yields (each block sliced as it passes)."""
+    """Columns ``cols`` of the row blocks another re-iterable yields, sliced as they pass. When the source keeps
+    its blocks in memory (:class:`~scbranch._chunks.LognormBlocks` of in-memory input) the slices are kept too:
+    a CSR column selection costs 0.1 s a 10,000-cell block at 20,000 genes, and the PCA reads the blocks 17 times."""
 
     def __init__(self, blocks, cols: np.ndarray):
         self.blocks, self.cols, self.n_genes = blocks, cols, len(cols)
+        self.keep, self.cache = getattr(blocks, "keep", False), None
 
     def __iter__(self):
+        if self.cache is not None:
+            yield from self.cache
+            return
+        fresh = []
         for b in self.blocks:
-            yield b[:, self.cols]
+            b = b[:, self.cols]
+            if self.keep:
+                fresh.append(b)
+            yield b
+        if self.keep:
+            self.cache = fresh
 
 
 def _column_mean(blocks, n_genes: int) -> np.ndarray:
