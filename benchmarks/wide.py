@@ -11,7 +11,7 @@ representation (validation, normalization, PCA, projection of every cell), train
 decoder (count decoder and libraries), generate (``--generate`` cells).
 
     .venv/bin/python benchmarks/wide.py [--quick] [--cells 5000 20000] [--genes 2000 20000] [--steps 200]
-                                        [--decoder-steps 100] [--fit-kwargs '{"n_top_genes": "all"}']
+                                        [--decoder-steps 100] [--fit-kwargs '{"n_top_genes": "all"}'] [--backed]
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class Stages:
         setattr(owner, attr, wrapped)
 
 
-def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kwargs: str = "{}") -> dict:
+def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kwargs: str = "{}",
+          backed: int = 0) -> dict:
     import scbranch as sb
     from scbranch import _normalize
     from scbranch.model import _model, _setup
@@ -128,15 +129,22 @@ def child(path: str, steps: int, n_generate: int, decoder_steps: int = 0, fit_kw
     stages.wrap(_model.BranchedDiffusion, "train_arrays", "training")
     stages.wrap(_model.BranchedDiffusion, "fit_decoder", "decoder")
     with stages("read"):
-        adata = ad.read_h5ad(path)
+        adata = ad.read_h5ad(path, backed="r" if backed else None)
     with stages("fit"):
         model = sb.tl.fit(adata, groupby="cell_type", max_steps=steps or None, progress=False,
                           model_kwargs=json.loads(fit_kwargs))
     with stages("generate"):
         syn = sb.tl.generate(model, n_generate // len(model.types), progress=False)
-    csr_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20
+    if backed:  # the matrix stays on disk: its CSR arrays' sizes from the file
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            csr_mb = sum(f["X"][k].size * f["X"][k].dtype.itemsize for k in ("data", "indices", "indptr")) / 2**20
+    else:
+        csr_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20
     genes = getattr(model.representation, "genes_", None)  # the model space's highly variable genes
     return {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "csr_mb": csr_mb, "stages": stages.rows,
+            "backed": bool(backed), "n_steps": model.history.get("n_steps"),
             "n_model_genes": adata.n_vars if genes is None else len(genes),
             "synthetic_sparse": bool(sparse.issparse(syn.layers["counts"])) if "counts" in syn.layers else None}
 
@@ -146,7 +154,7 @@ def run_point(n_cells: int, n_genes: int, args, tmp: Path) -> dict:
     if not path.exists():
         simulate(n_cells, n_genes, args.density).write_h5ad(path)
     cmd = [sys.executable, __file__, "--child", str(path), str(args.steps), str(args.generate),
-           str(args.decoder_steps), json.dumps(args.fit_kwargs)]
+           str(args.decoder_steps), json.dumps(args.fit_kwargs), str(int(args.backed))]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     path.unlink()
     if res.returncode:
@@ -160,8 +168,9 @@ STAGE_ORDER = ("read", "normalize", "representation", "training", "decoder", "ge
 def print_row(r: dict) -> None:
     cells = " | ".join(f"{r['stages'][s]['s']:7.1f} s {r['stages'][s]['peak_mb']:7.0f} MB" if s in r["stages"]
                        else f"{'–':>18}" for s in STAGE_ORDER)
-    print(f"| {r['n_cells']:>7,} | {r['n_genes']:>6,} | {r['n_model_genes']:>6,} | {r['csr_mb']:6.0f} MB | {cells} |",
-          flush=True)
+    where = "backed" if r.get("backed") else "memory"
+    print(f"| {r['n_cells']:>9,} {where} | {r['n_genes']:>6,} | {r['n_model_genes']:>6,} | {r['csr_mb']:6.0f} MB | "
+          f"{r['n_steps']} | {cells} |", flush=True)
 
 
 def main() -> None:
@@ -177,15 +186,17 @@ def main() -> None:
                    help="count-decoder steps (0: the default, 500-3,000); fewer shorten the run, not the memory")
     p.add_argument("--fit-kwargs", type=json.loads, default={},
                    help='JSON of model_kwargs, e.g. \'{"n_top_genes": "all"}\' (every gene in the model space)')
-    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--backed", action="store_true", help="read the .h5ad backed (the matrix stays on disk)")
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], *map(int, args.child[1:4]), args.child[4])))
+        print(json.dumps(child(args.child[0], *map(int, args.child[1:4]), args.child[4], int(args.child[5]))))
         return
     if args.quick:
         args.cells, args.genes, args.generate = [2000], [2000, 5000], 1000
-    print("| cells | genes | model genes | CSR | " + " | ".join(f"{s} (time, peak RSS)" for s in STAGE_ORDER) + " |")
-    print("|" + "---|" * (4 + len(STAGE_ORDER)))
+    print("| cells | genes | model genes | CSR | score-net steps | "
+          + " | ".join(f"{s} (time, peak RSS)" for s in STAGE_ORDER) + " |")
+    print("|" + "---|" * (5 + len(STAGE_ORDER)))
     with tempfile.TemporaryDirectory() as tmp:
         for n_cells in args.cells:
             for n_genes in args.genes:
