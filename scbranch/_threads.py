@@ -3,13 +3,15 @@
 Why: a training step is compute-bound, and torch's OpenMP threads spin while they wait for each other. Two
 processes with torch's default threads on 2 cores slowed a fit 40× here (300 steps: 422 s vs 10 s with one
 thread each). So: an explicit choice wins (``OMP_NUM_THREADS``, or scanpy's ``sc.settings.n_jobs`` when set
-to anything but its default 1); otherwise the physical cores, minus the cores other processes keep busy (from
-the 1-minute load average), with a warning (once per process) when that leaves fewer threads than cores.
+to anything but its default 1); otherwise the physical cores, minus the cores other processes keep busy (watched
+for 0.2 s when the choice is first made, see :func:`busy_cores`), with a warning (once per process) when that
+leaves fewer threads than cores.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 import torch
@@ -59,11 +61,43 @@ def choose_threads() -> tuple[int, str]:
     if n_jobs not in (None, 1):
         return (cores if n_jobs < 0 else int(n_jobs)), "sc.settings.n_jobs"
     global _auto
-    if _auto is None:  # once: later, the load average would count this process's own threads as others' work
-        busy = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
+    if _auto is None:  # once: later, this process's own threads would count as others' work
+        busy = busy_cores()
         free = max(1, cores - round(busy))
         _auto = free, ("physical cores" if free == cores else f"physical cores ({cores}) minus ~{round(busy)} busy")
     return _auto
+
+
+SAMPLE_S = 0.2  # how long busy_cores watches the machine
+
+
+def busy_cores() -> float:
+    """Cores that other processes keep busy now: the machine's non-idle CPU time over ``SAMPLE_S`` seconds
+    (``/proc/stat``) less this process's own. Why not the load average (used where ``/proc/stat`` is missing):
+    it trails by a minute, so a fit started just after another one ended counted that one as busy and trained on
+    one thread of two (``benchmarks/wide.py`` ran its points back to back: 20k × 10k took 174 s so)."""
+    try:
+        start, own, t0 = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
+        time.sleep(SAMPLE_S)
+        machine = (_cpu_busy_s() - start) / (time.monotonic() - t0)
+        mine = (_own_cpu_s() - own) / (time.monotonic() - t0)
+        return max(0.0, machine - mine)
+    except (OSError, ValueError, IndexError):
+        return max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
+
+
+def _cpu_busy_s() -> float:
+    """Seconds of CPU time the whole machine has spent on anything but idling and waiting for I/O."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 @contextmanager

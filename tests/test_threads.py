@@ -14,7 +14,7 @@ def clean(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(_threads, "_warned", False)
     monkeypatch.setattr(_threads, "_auto", None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # only this process busy
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 0.0)  # no other process busy
     n_jobs, threads = sc.settings.n_jobs, torch.get_num_threads()
     sc.settings.n_jobs = 1
     yield monkeypatch
@@ -44,7 +44,7 @@ def test_idle_machine_uses_physical_cores_and_restores(clean):
 
 def test_busy_machine_gets_fewer_threads_and_one_warning(clean, scanpy_log, monkeypatch):
     monkeypatch.setattr(_threads, "physical_cores", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 2.0))  # ~2 other busy processes
+    monkeypatch.setattr(_threads, "busy_cores", lambda: 2.2)  # ~2 other busy processes
     with _threads.torch_threads() as n:
         assert n == 1
     assert "busy" in scanpy_log.getvalue()
@@ -53,6 +53,38 @@ def test_busy_machine_gets_fewer_threads_and_one_warning(clean, scanpy_log, monk
     with _threads.torch_threads():
         pass
     assert "busy" not in scanpy_log.getvalue()  # warned once per process
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cores watches /proc/stat (Linux)")
+def test_busy_cores_sees_another_process_now_and_not_this_one():
+    """Another process spinning counts (at once, not a minute later as in the load average); this process's
+    own work does not."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started
+        assert _threads.busy_cores() >= 0.6
+    finally:
+        spinner.kill()
+        spinner.wait()
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(1000))
+
+    quiet_before = _threads.busy_cores()
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        assert _threads.busy_cores() <= quiet_before + 0.4  # this process's own thread is not "another process"
+    finally:
+        stop.set()
+        worker.join()
 
 
 def test_logging_follows_scanpy_verbosity(toy_adata, scanpy_log):
