@@ -22,11 +22,13 @@ markdown and writes JSON.
 
     .venv/bin/python benchmarks/realism.py [--data zeisel human_kidney pbmc sim] [--seeds 0 1 2]
         [--rows default flat ...] [--fit-kwargs '{"n_comps": 50}'] [--peer-steps 12000] [--scvi-epochs 200]
+        [--generate-variants '{"EM-200": {"n_steps": 200}}']
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -121,7 +123,7 @@ def run_one(adata: ad.AnnData, seed: int, args) -> list[dict]:
     if "real" in want:
         rows.append(score("real floor (training cells)", y_tr, x_syn=lognorm(train.X)))
 
-    def scbranch_rows(label, floor_label, **options):
+    def scbranch_rows(label, floor_label, generate_variants=None, **options):
         t0 = time.perf_counter()
         model = fit(train.copy(), groupby=GROUPBY, random_state=seed, progress=False, **options)
         fit_s = time.perf_counter() - t0
@@ -130,14 +132,17 @@ def run_one(adata: ad.AnnData, seed: int, args) -> list[dict]:
             rec = model.reconstruct(train, random_state=seed)
             rows.append(score(floor_label, rec.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(rec)), genes=genes))
         if label:
-            t0 = time.perf_counter()
-            syn = sb.tl.generate(model, sizes, random_state=seed, progress=False)
-            rows.append(score(label, syn.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(syn)), fit_s=fit_s,
-                              generate_s=time.perf_counter() - t0, genes=genes))
+            # the row itself, then any --generate-variants of the same fitted model (paired: one fit, one split)
+            more = [(f"{label}, {k}", v) for k, v in (generate_variants or {}).items()]
+            for name, kwargs in [(label, {}), *more]:
+                t0 = time.perf_counter()
+                syn = sb.tl.generate(model, sizes, random_state=seed, progress=False, **kwargs)
+                rows.append(score(name, syn.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(syn)), fit_s=fit_s,
+                                  generate_s=time.perf_counter() - t0, genes=genes))
 
     if want & {"default", "decoder_floor"}:
         scbranch_rows("default" in want and "scbranch default", "decoder_floor" in want and "decoder floor: default",
-                      **args.fit_kwargs)
+                      generate_variants=args.generate_variants, **args.fit_kwargs)
     if "flat" in want:
         scbranch_rows("scbranch flat (branched=False)", None, branched=False, **args.fit_kwargs)
     if want & {"scvi", "scvi_decoder_floor", "scvi_posterior"}:
@@ -181,6 +186,9 @@ def train_scvi(train: ad.AnnData, seed: int, epochs: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_arguments(parser, ROWS)
+    parser.add_argument("--generate-variants", type=json.loads, default={},
+                        help='JSON {name: generate options}: more rows from the default row\'s fitted model, e.g. '
+                             '\'{"EM-200": {"n_steps": 200}}\' (paired with it: same fit, same split)')
     parser.add_argument("--peer-steps", type=int, default=12000)
     parser.add_argument("--scvi-epochs", type=int, default=200)
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
