@@ -75,7 +75,7 @@ def busy_cores() -> float:
     """Cores that other processes keep busy now: the machine's non-idle CPU time over ``SAMPLE_S`` seconds
     (``/proc/stat``) less this process's own. Why not the load average (used where ``/proc/stat`` is missing):
     it trails by a minute, so a fit started just after another one ended counted that one as busy and trained on
-    one thread of two (``benchmarks/wide.py`` ran its points back to back: 20k × 10k took 174 s so)."""
+    one thread of two (as ``benchmarks/wide.py``'s points, each a fresh process started right after the last)."""
     try:
         start, own, t0 = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
         time.sleep(SAMPLE_S)
