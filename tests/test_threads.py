@@ -56,12 +56,10 @@ def test_busy_machine_gets_fewer_threads_and_one_warning(clean, scanpy_log, monk
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cores watches /proc/stat (Linux)")
-def test_busy_cores_sees_another_process_now_and_not_this_one():
-    """Another process spinning counts (at once, not a minute later as in the load average); this process's
-    own work does not."""
+def test_busy_cores_sees_another_process_now():
+    """Another process spinning counts at once (the load average would show it a minute later)."""
     import subprocess
     import sys
-    import threading
     import time
 
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -71,20 +69,35 @@ def test_busy_cores_sees_another_process_now_and_not_this_one():
     finally:
         spinner.kill()
         spinner.wait()
-    stop = threading.Event()
 
-    def spin():
-        while not stop.is_set():
-            sum(range(1000))
 
-    quiet_before = _threads.busy_cores()
-    worker = threading.Thread(target=spin)
-    worker.start()
-    try:
-        assert _threads.busy_cores() <= quiet_before + 0.4  # this process's own thread is not "another process"
-    finally:
-        stop.set()
-        worker.join()
+def test_busy_cores_leaves_out_this_process_and_falls_back_to_the_load_average(monkeypatch):
+    """The machine's busy time over the window, less this process's own: 1.5 cores busy, 1.0 of them ours."""
+
+    class Clock:
+        now = iter([0.0, 1.0, 1.0])
+
+        @staticmethod
+        def monotonic():
+            return next(Clock.now)
+
+        @staticmethod
+        def sleep(_):
+            pass
+
+    machine, own = iter([100.0, 101.5]), iter([5.0, 6.0])
+    monkeypatch.setattr(_threads, "time", Clock)
+    monkeypatch.setattr(_threads, "_cpu_busy_s", lambda: next(machine))
+    monkeypatch.setattr(_threads, "_own_cpu_s", lambda: next(own))
+    assert _threads.busy_cores() == pytest.approx(0.5)
+
+    def missing():
+        msg = "no /proc/stat"
+        raise OSError(msg)
+
+    monkeypatch.setattr(_threads, "_cpu_busy_s", missing)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.25, 1.0, 1.0), raising=False)
+    assert _threads.busy_cores() == pytest.approx(1.25)  # the load average less this process
 
 
 def test_logging_follows_scanpy_verbosity(toy_adata, scanpy_log):
