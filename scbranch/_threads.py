@@ -82,16 +82,25 @@ def busy_cores() -> float:
         machine = (_cpu_busy_s() - start) / (time.monotonic() - t0)
         mine = (_own_cpu_s() - own) / (time.monotonic() - t0)
         return max(0.0, machine - mine)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc/stat or sched_getaffinity (not Linux)
         return max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
 
 
 def _cpu_busy_s() -> float:
-    """Seconds of CPU time the whole machine has spent on anything but idling and waiting for I/O."""
+    """Seconds of CPU time the CPUs this process may run on have spent on anything but idling and waiting for I/O
+    (in a container pinned to some of a host's CPUs, only those: the others' load is not ours to avoid)."""
+    allowed = os.sched_getaffinity(0)
+    busy = 0
     with open("/proc/stat") as fh:
-        fields = [int(v) for v in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+        for line in fh:
+            name, *values = line.split()
+            if not name.startswith("cpu"):
+                break  # the per-CPU lines come first
+            if name == "cpu" or int(name[3:]) not in allowed:
+                continue
+            fields = [int(v) for v in values]
+            # user nice system idle iowait irq softirq steal (guest time is inside user)
+            busy += sum(fields[:8]) - fields[3] - (fields[4] if len(fields) > 4 else 0)
     return busy / os.sysconf("SC_CLK_TCK")
 
 
