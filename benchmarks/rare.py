@@ -24,7 +24,7 @@ Prints mean ± sd per (method, n) over data sets' focal types and seeds, a figur
 method), and JSON.
 
     .venv/bin/python benchmarks/rare.py [--data zeisel human_kidney pbmc] [--seeds 0 1 2] [--rows ...]
-        [--fit-kwargs '{"balance": 1.0}'] [--label NAME]
+        [--fit-kwargs '{"balance": 1.0}'] [--label NAME] [--generate-variants '{"EM-200": {"n_steps": 200}}']
 """
 
 from __future__ import annotations
@@ -146,8 +146,11 @@ def run_one(adata: ad.AnnData, seed: int, args) -> tuple[list[dict], dict]:
             t0 = time.perf_counter()
             model = fit(train_cut.copy(), groupby=GROUPBY, random_state=seed, progress=False, **options)
             fit_s = time.perf_counter() - t0
-            syn = sb.tl.generate(model, want, random_state=seed, progress=False)
-            rows += fs.rows(label, syn.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(syn)), fit_s=fit_s)
+            # the row, then (default row only) any --generate-variants of the same fit: paired, one split
+            more = [(f"{label}, {k}", v) for k, v in args.generate_variants.items()] if row == "default" else []
+            for name, kwargs in [(label, {}), *more]:
+                syn = sb.tl.generate(model, want, random_state=seed, progress=False, **kwargs)
+                rows += fs.rows(name, syn.obs[GROUPBY].astype(str), x_syn=_dense(lognorm_of(syn)), fit_s=fit_s)
     if "gaussian" in args.rows:
         parts = [gaussian_per_type(fs.ev.z_train[y_cut == t], y_cut[y_cut == t], k, random_state=seed)
                  for t, k in want.items()]
@@ -236,6 +239,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_arguments(parser, ROWS)
     parser.add_argument("--label", default=None, help="name of the default row (e.g. for a variant)")
+    parser.add_argument("--generate-variants", type=json.loads, default={},
+                        help='JSON {name: generate options}: more rows from the default row\'s fitted model, e.g. '
+                             '\'{"EM-200": {"n_steps": 200}}\'')
     parser.add_argument("--max-steps", type=int, default=None, help="training steps cap (smoke runs)")
     parser.add_argument("--peer-steps", type=int, default=12000)
     parser.add_argument("--scvi-epochs", type=int, default=200)
