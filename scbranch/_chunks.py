@@ -95,30 +95,43 @@ def is_sparse(X) -> bool:
             or getattr(X, "format", None) in ("csr", "csc"))  # anndata.abc.CSRDataset / CSCDataset
 
 
-class LognormBlocks:
-    """Log-normalized row blocks of ``X`` (only the rows in ``mask``), iterable any number of times (a
-    randomized SVD reads the matrix once per power iteration). In memory, the normalized blocks are kept after
-    the first pass: for sparse input that costs one more copy of the (masked) input's non-zeros and saves
-    normalizing it again on every pass; backed, every pass reads the file again."""
+class KeptPasses:
+    """Row blocks iterable any number of times (a randomized SVD reads its matrix once per power iteration): a
+    subclass yields them from :meth:`blocks`; with ``keep`` the blocks of the first complete pass are kept and
+    every later pass replays them instead of making them again."""
 
-    def __init__(self, X, kind, mask: np.ndarray | None = None):
-        self.X, self.kind, self.mask = X, kind, mask
-        self.keep = in_memory(X) and is_sparse(X)
-        self.cache: list | None = None  # set only by a pass that ran to the end
-        self.n_genes = X.shape[1]
+    keep: bool = False
+    cache: list | None = None  # set only by a pass that ran to the end
+
+    def blocks(self) -> Iterator:
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator:
         if self.cache is not None:
             yield from self.cache
             return
         fresh = []
-        for block in row_chunks(self.X, self.mask, block_rows(self.X)):
-            block = _normalize.lognorm(block, self.kind)
+        for block in self.blocks():
             if self.keep:
                 fresh.append(block)
             yield block
         if self.keep:
             self.cache = fresh
+
+
+class LognormBlocks(KeptPasses):
+    """Log-normalized row blocks of ``X`` (only the rows in ``mask``). In memory, the normalized blocks are kept
+    after the first pass: for sparse input that costs one more copy of the (masked) input's non-zeros and saves
+    normalizing it again on every pass; backed, every pass reads the file again."""
+
+    def __init__(self, X, kind, mask: np.ndarray | None = None):
+        self.X, self.kind, self.mask = X, kind, mask
+        self.keep = in_memory(X) and is_sparse(X)
+        self.n_genes = X.shape[1]
+
+    def blocks(self) -> Iterator:
+        for block in row_chunks(self.X, self.mask, block_rows(self.X)):
+            yield _normalize.lognorm(block, self.kind)
 
 
 def transform(rep, X, kind, *, batch=None) -> np.ndarray:

@@ -79,9 +79,8 @@ def busy_cores() -> float:
     try:
         start, own, t0 = _cpu_busy_s(), _own_cpu_s(), time.monotonic()
         time.sleep(SAMPLE_S)
-        machine = (_cpu_busy_s() - start) / (time.monotonic() - t0)
-        mine = (_own_cpu_s() - own) / (time.monotonic() - t0)
-        return max(0.0, machine - mine)
+        machine, mine, elapsed = _cpu_busy_s() - start, _own_cpu_s() - own, time.monotonic() - t0
+        return max(0.0, (machine - mine) / elapsed)
     except (OSError, ValueError, IndexError, AttributeError):  # no /proc/stat or sched_getaffinity (not Linux)
         return max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0  # minus this process
 

@@ -75,7 +75,7 @@ def test_busy_cores_leaves_out_this_process_and_falls_back_to_the_load_average(m
     """The machine's busy time over the window, less this process's own: 1.5 cores busy, 1.0 of them ours."""
 
     class Clock:
-        now = iter([0.0, 1.0, 1.0])
+        now = iter([0.0, 1.0])
 
         @staticmethod
         def monotonic():
